@@ -1,0 +1,9 @@
+//! The audit trail: a SQLite store shared by every wrapper and reader ([`store`]), and the thread
+//! that owns a wrapper's connection so blocking SQLite calls stay off the async workers
+//! ([`writer`]).
+
+pub mod store;
+pub mod writer;
+
+pub use store::{DecisionRow, LogEntry, LogFilter, Outcome, Store, StoreError};
+pub use writer::AuditHandle;

@@ -1,0 +1,123 @@
+//! The command line. Parsing, dispatch and the one place errors become exit codes.
+
+mod log;
+mod wrap;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for errors behavry itself reports (bad usage gets clap's 2).
+const EXIT_ERROR: i32 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "behavry",
+    version,
+    about = "Govern what AI agents may do through MCP servers",
+    long_about = "Govern what AI agents may do through MCP servers.\n\n\
+        Launch `behavry wrap -- <server command>` wherever you would launch an MCP server: every tool call \
+        is decided by the Rego policies in your policy directory (allow, deny or escalate) and recorded \
+        before it moves on. `behavry log` shows the audit trail.",
+    after_help = "Examples:\n  \
+        claude mcp add fs -- behavry wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/code\n  \
+        behavry log --decision deny --since 1h\n\n\
+        Files: BEHAVRY_HOME=<dir> keeps config.toml, policies/ and behavry.db in one directory."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Wrap(WrapArgs),
+    Log(LogArgs),
+    /// Where behavry reads config and policies and writes its database.
+    Paths,
+    /// A minimal MCP server for tests and benchmarks.
+    #[command(name = "mock-server", hide = true)]
+    MockServer,
+}
+
+/// Run an MCP server behind behavry's policy check (use it in place of the server's command)
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    behavry wrap -- npx -y @modelcontextprotocol/server-filesystem ~/code\n  \
+    behavry wrap --name gh --policies ./team-policies -- github-mcp-server stdio\n\n\
+    Without --name, the server name comes from the command: the first word that is not a launcher \
+    (npx, uvx, node, python, docker run, …) or a flag, without its scope, version, extension and \
+    mcp-/server- affixes (`@modelcontextprotocol/server-filesystem` → `filesystem`).")]
+struct WrapArgs {
+    /// Server name used in policies (`input.resource.server`, `input.action.tool` = NAME/<tool>)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Also load policies from DIR (repeatable); the default policy directory is always loaded
+    #[arg(long = "policies", value_name = "DIR")]
+    policies: Vec<PathBuf>,
+    /// The MCP server command and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// Show the audit trail (newest last)
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    behavry log\n  \
+    behavry log --decision deny --since 1h\n  \
+    behavry log --tool fs/write_file --json | jq .reasons\n  \
+    behavry log --follow")]
+struct LogArgs {
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    json: bool,
+    /// Only this decision
+    #[arg(long, value_parser = ["allow", "deny", "escalate"])]
+    decision: Option<String>,
+    /// Only this server
+    #[arg(long)]
+    server: Option<String>,
+    /// Only this tool (`write_file` or `fs/write_file`)
+    #[arg(long)]
+    tool: Option<String>,
+    /// Only this wrapper session
+    #[arg(long)]
+    session: Option<String>,
+    /// Only rows newer than this: 30s, 15m, 1h, 7d
+    #[arg(long, value_name = "AGE", value_parser = log::parse_age)]
+    since: Option<std::time::Duration>,
+    /// At most the newest N rows [default: 50 for the table, all for --json]
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Keep printing new rows as they are recorded
+    #[arg(long)]
+    follow: bool,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Wrap(args) => wrap::run(args),
+        Command::Log(args) => log::run(args),
+        Command::Paths => paths(),
+        Command::MockServer => crate::mock::run().map(|()| 0).map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            crate::note!("{e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn paths() -> anyhow::Result<i32> {
+    use std::io::Write;
+    let paths = crate::config::Paths::resolve()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "config:   {}", paths.config_file().display())?;
+    writeln!(out, "policies: {}", paths.policy_dir().display())?;
+    writeln!(out, "database: {}", paths.database().display())?;
+    Ok(0)
+}

@@ -1,0 +1,59 @@
+//! `behavry wrap`: builds the proxy's options and runs it with signals as the shutdown trigger.
+
+use anyhow::Context as _;
+
+use super::WrapArgs;
+use crate::config::{Config, Paths};
+use crate::proxy::{self, child, WrapOptions};
+
+pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
+    let paths = Paths::resolve()?;
+    let config = Config::load(&paths.config_file())?;
+    let Some((program, rest)) = args.command.split_first() else {
+        anyhow::bail!("no server command given; usage: behavry wrap -- <command> [args...]");
+    };
+    let server = match args.name {
+        Some(name) if !name.is_empty() && !name.contains('/') => name,
+        Some(name) => anyhow::bail!("--name {name:?} must be non-empty and contain no '/'"),
+        None => child::default_server_name(program, rest),
+    };
+    let mut policy_dirs = vec![paths.policy_dir()];
+    policy_dirs.extend(args.policies);
+    let opts = WrapOptions {
+        program: program.clone(),
+        args: rest.to_vec(),
+        server,
+        policy_dirs,
+        database: paths.database(),
+        config,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // The server is spawned inside block_on, i.e. on the main thread, which PR_SET_PDEATHSIG needs.
+    let code = runtime.block_on(async {
+        let shutdown = signals()?;
+        proxy::run(opts, tokio::io::stdin(), tokio::io::stdout(), shutdown).await
+    });
+    // Reading stdin occupies a blocking thread that only returns when the client writes or hangs
+    // up; don't wait for it.
+    runtime.shutdown_background();
+    Ok(code?)
+}
+
+/// Resolves at the first SIGINT, SIGTERM or SIGHUP.
+fn signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+    })
+}

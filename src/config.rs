@@ -1,0 +1,195 @@
+//! Where behavry keeps its files, and the user's `config.toml`.
+//!
+//! `BEHAVRY_HOME=<dir>` puts everything under one directory (config, policies, database), which tests
+//! and separate profiles rely on. Without it, the platform's config dir holds `config.toml` and
+//! `policies/`, and its data dir holds `behavry.db`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::policy::input::ActionType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot find a home directory for behavry's files; set BEHAVRY_HOME to a directory")]
+    NoHome,
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The files behavry reads and writes.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    /// Resolves `BEHAVRY_HOME`, or the platform directories when it is unset.
+    pub fn resolve() -> Result<Paths, ConfigError> {
+        if let Some(home) = std::env::var_os("BEHAVRY_HOME").filter(|h| !h.is_empty()) {
+            let home = std::path::absolute(PathBuf::from(home)).map_err(|_| ConfigError::NoHome)?;
+            return Ok(Paths {
+                config_dir: home.clone(),
+                data_dir: home,
+            });
+        }
+        let dirs = directories::ProjectDirs::from("", "", "behavry").ok_or(ConfigError::NoHome)?;
+        Ok(Paths {
+            config_dir: dirs.config_dir().to_path_buf(),
+            data_dir: dirs.data_dir().to_path_buf(),
+        })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+
+    pub fn policy_dir(&self) -> PathBuf {
+        self.config_dir.join("policies")
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("behavry.db")
+    }
+}
+
+/// The contents of `config.toml`. Every field is optional; a missing file means all defaults.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub requester: RequesterConfig,
+    /// Overrides of the derived `action.type`, keyed by `<server>/<tool>` or by the bare tool name.
+    pub action_types: BTreeMap<String, ActionType>,
+    pub wrap: WrapConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Defaults to the client's `clientInfo.name`.
+    pub id: Option<String>,
+    /// Defaults to the client's `clientInfo.name`.
+    pub name: Option<String>,
+    pub role: String,
+    pub risk_tier: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            id: None,
+            name: None,
+            role: "developer".into(),
+            risk_tier: "low".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequesterConfig {
+    /// Defaults to the OS user running behavry.
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WrapConfig {
+    /// A policy evaluation that runs longer than this is stopped and the call denied.
+    pub eval_timeout_ms: u64,
+    /// How long the server gets after its stdin closes (and again after SIGTERM) before the next step.
+    pub shutdown_grace_ms: u64,
+    /// The longest line accepted in either direction.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for WrapConfig {
+    fn default() -> Self {
+        WrapConfig {
+            eval_timeout_ms: 250,
+            // Claude Code escalates SIGINT → SIGTERM → SIGKILL within about 1.3 s; two steps of
+            // 500 ms let the server shut down cleanly inside that window.
+            shutdown_grace_ms: 500,
+            max_frame_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file is the default configuration, a malformed one is an error.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The OS user running behavry, the default `requester.id`.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| format!("uid:{}", unsafe_free_uid()))
+}
+
+fn unsafe_free_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load(&dir.path().join("config.toml")).unwrap();
+        assert_eq!(cfg.agent.role, "developer");
+        assert_eq!(cfg.agent.risk_tier, "low");
+        assert!(cfg.action_types.is_empty());
+    }
+
+    #[test]
+    fn parses_overrides_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[agent]\nrole = \"ci\"\n[requester]\nid = \"me@example.com\"\n\
+             [action_types]\n\"fs/run_query\" = \"read\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.agent.role, "ci");
+        assert_eq!(cfg.requester.id.as_deref(), Some("me@example.com"));
+        assert_eq!(cfg.action_types["fs/run_query"], ActionType::Read);
+
+        std::fs::write(&path, "[agent]\nrolee = \"ci\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("rolee"), "{err}");
+
+        std::fs::write(&path, "[action_types]\nx = \"explode\"\n").unwrap();
+        assert!(Config::load(&path).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! behavry governs what AI agents may do through MCP servers.
+//!
+//! `behavry wrap -- <server>` sits between an MCP client (Claude Code) and a stdio MCP server. Every
+//! governed request (`tools/call`, `resources/read`, `prompts/get`) is decided by Rego policies and
+//! recorded in a SQLite audit store before it moves on; everything else is relayed untouched.
+//!
+//! # Layout
+//!
+//! The modules follow the path a frame takes:
+//!
+//! ```text
+//! client stdin → proxy::frame → proxy::message → policy::input → policy::engine (allow/deny/escalate)
+//!    → audit::writer (row committed first) → forward to server stdin, or answer the client ourselves
+//! server stdout → proxy::frame → response bookkeeping (outcome, duration in audit) → client stdout
+//! ```
+//!
+//! - [`config`]: where behavry keeps its files (`BEHAVRY_HOME`) and the user's `config.toml`.
+//! - [`proxy`]: spawns the server ([`proxy::child`]), reads frames ([`proxy::frame`]), classifies
+//!   JSON-RPC messages ([`proxy::message`]) and relays them, asking the policy about governed ones.
+//! - [`policy`]: builds the policy input from a request ([`policy::input`], pure) and evaluates it
+//!   with regorus ([`policy::engine`]).
+//! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
+//!   ([`audit::writer`]).
+//! - [`cli`]: the command line: `wrap`, `log`, and the hidden mock server used by tests.
+//! - [`mock`]: a tiny MCP server for tests and benchmarks.
+//!
+//! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
+//! `log` command: in `wrap`, stdout is the protocol channel.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod mock;
+pub mod policy;
+pub mod proxy;
+
+/// Writes a diagnostic line to stderr. Never stdout: in `wrap`, stdout carries MCP frames.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {
+        eprintln!("behavry: {}", format_args!($($arg)*))
+    };
+}

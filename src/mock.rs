@@ -1,0 +1,126 @@
+//! A minimal stdio MCP server (`behavry mock-server`, hidden) for integration tests and benchmarks.
+//!
+//! Tools: `echo {text}`, `read_file {path}` (readOnlyHint), `write_file {path, content}`,
+//! `delete_file {path}` (destructiveHint), `slow {ms}` (answers after `ms` milliseconds, without
+//! holding up other requests), `fail {}` (a result with `isError`).
+//! With `BEHAVRY_MOCK_LOG=<file>`, every line it receives is appended to that file, so tests can
+//! prove what reached the server. With `BEHAVRY_MOCK_NOISE=1` it first prints a non-JSON line to
+//! stdout, as misbehaving servers do.
+
+use std::io::{self, BufRead, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub fn run() -> io::Result<()> {
+    let out = Arc::new(Mutex::new(io::stdout()));
+    let mut log = match std::env::var_os("BEHAVRY_MOCK_LOG") {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+        None => None,
+    };
+    if std::env::var_os("BEHAVRY_MOCK_NOISE").is_some() {
+        send_raw(&out, b"mock server starting (this line is not JSON)")?;
+    }
+    for line in io::stdin().lock().lines() {
+        let line = line?;
+        if let Some(log) = &mut log {
+            writeln!(log, "{line}")?;
+            log.flush()?;
+        }
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let (Some(id), Some(method)) = (
+            msg.get("id").cloned(),
+            msg.get("method").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let params = msg.get("params").cloned().unwrap_or(Value::Null);
+        if method == "tools/call" && params["name"] == "slow" {
+            let ms = params
+                .pointer("/arguments/ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(100);
+            let out = out.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                let _ = send(
+                    &out,
+                    json!({"jsonrpc": "2.0", "id": id, "result": text(&format!("slept {ms} ms"))}),
+                );
+            });
+            continue;
+        }
+        let reply = match answer(method, &params) {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+            Err((code, message)) => {
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+            }
+        };
+        send(&out, reply)?;
+    }
+    Ok(())
+}
+
+fn text(s: &str) -> Value {
+    json!({"content": [{"type": "text", "text": s}]})
+}
+
+fn answer(method: &str, params: &Value) -> Result<Value, (i64, String)> {
+    match method {
+        "initialize" => Ok(json!({
+            "protocolVersion": params.get("protocolVersion").cloned().unwrap_or(json!("2025-06-18")),
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "behavry-mock", "version": "1.0.0"},
+        })),
+        "ping" => Ok(json!({})),
+        "tools/list" => Ok(json!({"tools": [
+            {"name": "echo", "inputSchema": {"type": "object"}},
+            {"name": "read_file", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+            {"name": "write_file", "inputSchema": {"type": "object"}},
+            {"name": "delete_file", "inputSchema": {"type": "object"}, "annotations": {"destructiveHint": true}},
+            {"name": "slow", "inputSchema": {"type": "object"}},
+            {"name": "fail", "inputSchema": {"type": "object"}},
+        ]})),
+        "tools/call" => {
+            let args = &params["arguments"];
+            let s = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            match params["name"].as_str().unwrap_or("") {
+                "echo" => Ok(text(&s("text"))),
+                "read_file" => Ok(text(&format!("contents of {}", s("path")))),
+                "write_file" => Ok(text(&format!(
+                    "wrote {} bytes to {}",
+                    s("content").len(),
+                    s("path")
+                ))),
+                "delete_file" => Ok(text(&format!("deleted {}", s("path")))),
+                "fail" => {
+                    Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true}))
+                }
+                other => Err((-32602, format!("unknown tool {other}"))),
+            }
+        }
+        "resources/read" => Ok(json!({"contents": [{"uri": params["uri"], "text": "resource"}]})),
+        other => Err((-32601, format!("method not found: {other}"))),
+    }
+}
+
+fn send(out: &Mutex<io::Stdout>, msg: Value) -> io::Result<()> {
+    send_raw(out, msg.to_string().as_bytes())
+}
+
+fn send_raw(out: &Mutex<io::Stdout>, bytes: &[u8]) -> io::Result<()> {
+    let mut out = out
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    out.write_all(bytes)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}

@@ -1,0 +1,616 @@
+//! Builds the policy input for a governed request. Pure: no I/O, no clock; the caller passes in
+//! everything that varies (session age, client name, the cached tool annotations).
+//!
+//! The shape is the contract policies are written against:
+//! `{agent, action, resource, session, requester}` (see the README's input reference).
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// What a governed call does, as policies see it in `input.action.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionType {
+    Read,
+    List,
+    Search,
+    Write,
+    Delete,
+    Execute,
+    Network,
+    Prompt,
+    Unknown,
+}
+
+impl ActionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionType::Read => "read",
+            ActionType::List => "list",
+            ActionType::Search => "search",
+            ActionType::Write => "write",
+            ActionType::Delete => "delete",
+            ActionType::Execute => "execute",
+            ActionType::Network => "network",
+            ActionType::Prompt => "prompt",
+            ActionType::Unknown => "unknown",
+        }
+    }
+
+    fn is_read_only(self) -> bool {
+        matches!(
+            self,
+            ActionType::Read | ActionType::List | ActionType::Search
+        )
+    }
+}
+
+/// Words in a tool name and the action type they imply, most dangerous first: a name with
+/// several (`create_directory`, `read_and_delete`) takes the first type matched in this order.
+const NAME_WORDS: &[(ActionType, &[&str])] = &[
+    (
+        ActionType::Delete,
+        &[
+            "delete", "remove", "rm", "unlink", "rmdir", "destroy", "drop", "purge", "erase",
+            "trash", "truncate",
+        ],
+    ),
+    (
+        ActionType::Execute,
+        &[
+            "exec", "execute", "run", "shell", "bash", "sh", "command", "cmd", "eval", "spawn",
+            "terminal", "invoke", "script",
+        ],
+    ),
+    (
+        ActionType::Write,
+        &[
+            "write", "edit", "create", "update", "set", "put", "post", "move", "mv", "rename",
+            "copy", "cp", "mkdir", "patch", "insert", "append", "save", "upload", "modify",
+            "replace", "push", "commit", "add", "apply", "send", "merge", "chmod", "chown",
+            "touch",
+        ],
+    ),
+    (
+        ActionType::Network,
+        &[
+            "fetch", "http", "https", "request", "download", "browse", "navigate", "curl", "wget",
+            "url", "web",
+        ],
+    ),
+    (
+        ActionType::Search,
+        &[
+            "search", "find", "grep", "query", "lookup", "locate", "glob",
+        ],
+    ),
+    (
+        ActionType::List,
+        &[
+            "list",
+            "ls",
+            "tree",
+            "enumerate",
+            "directory",
+            "dir",
+            "tables",
+        ],
+    ),
+    (
+        ActionType::Read,
+        &[
+            "read", "get", "cat", "view", "show", "open", "head", "tail", "info", "stat",
+            "describe", "load", "inspect", "diff", "log", "status",
+        ],
+    ),
+];
+
+/// Splits a tool name into lowercase words at `_`, `-`, `.`, `/`, spaces and camelCase humps.
+fn name_words(name: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() {
+            if !current.is_empty() {
+                words.push(std::mem::take(&mut current));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower && !current.is_empty() {
+            words.push(std::mem::take(&mut current));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        current.extend(c.to_lowercase());
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words
+}
+
+/// The action type implied by a tool's name alone.
+pub fn action_type_from_name(name: &str) -> ActionType {
+    let words = name_words(name);
+    NAME_WORDS
+        .iter()
+        .find(|(_, list)| words.iter().any(|w| list.contains(&w.as_str())))
+        .map_or(ActionType::Unknown, |(ty, _)| *ty)
+}
+
+/// Derives `action.type` for a tool call. Server annotations are hints from an untrusted party,
+/// so they may only make a call look *more* dangerous than its name does, never less:
+///
+/// | name says            | `destructiveHint: true` | `readOnlyHint: true` |
+/// |----------------------|-------------------------|----------------------|
+/// | delete               | delete                  | delete               |
+/// | execute/write/network| unchanged               | unchanged            |
+/// | read/list/search     | write                   | unchanged            |
+/// | unknown              | write                   | read                 |
+///
+/// A configured override (by `<server>/<tool>`, then by bare tool name) wins over all of it.
+pub fn action_type(
+    server: &str,
+    tool: &str,
+    annotations: Option<&Value>,
+    overrides: &BTreeMap<String, ActionType>,
+) -> ActionType {
+    if let Some(ty) = overrides
+        .get(&format!("{server}/{tool}"))
+        .or_else(|| overrides.get(tool))
+    {
+        return *ty;
+    }
+    let by_name = action_type_from_name(tool);
+    let hint = |key: &str| {
+        annotations
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
+    if hint("destructiveHint") && (by_name.is_read_only() || by_name == ActionType::Unknown) {
+        ActionType::Write
+    } else if hint("readOnlyHint") && by_name == ActionType::Unknown {
+        ActionType::Read
+    } else {
+        by_name
+    }
+}
+
+/// Argument names that carry a path or URI, in the order `resource.path` prefers them.
+pub const PATH_KEYS: &[&str] = &[
+    "path",
+    "file_path",
+    "filepath",
+    "file",
+    "filename",
+    "uri",
+    "url",
+    "source",
+    "src",
+    "destination",
+    "dest",
+    "target",
+    "directory",
+    "dir",
+    "folder",
+    "cwd",
+    "root",
+    "paths",
+    "files",
+];
+
+/// What governed request this is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Governed {
+    /// `tools/call {name, arguments}`
+    ToolCall { name: String, arguments: Value },
+    /// `resources/read {uri}`
+    ResourceRead { uri: String },
+    /// `prompts/get {name, arguments}`
+    PromptGet { name: String, arguments: Value },
+}
+
+impl Governed {
+    /// Recognises a governed request. `None`: not governed, relay it. `Some(Err)`: governed but its
+    /// params are malformed (it will be denied, never forwarded).
+    pub fn from_request(method: &str, params: Option<&Value>) -> Option<Result<Governed, String>> {
+        let field = |key: &str| params.and_then(|p| p.get(key));
+        let string_field = |key: &str| {
+            field(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{method} needs a string `params.{key}`"))
+        };
+        let arguments = || match field("arguments") {
+            None | Some(Value::Null) => Ok(Value::Object(Map::new())),
+            Some(v @ Value::Object(_)) => Ok(v.clone()),
+            Some(_) => Err(format!("{method} `params.arguments` must be an object")),
+        };
+        Some(match method {
+            "tools/call" => string_field("name").and_then(|name| {
+                Ok(Governed::ToolCall {
+                    name,
+                    arguments: arguments()?,
+                })
+            }),
+            "resources/read" => string_field("uri").map(|uri| Governed::ResourceRead { uri }),
+            "prompts/get" => string_field("name").and_then(|name| {
+                Ok(Governed::PromptGet {
+                    name,
+                    arguments: arguments()?,
+                })
+            }),
+            _ => return None,
+        })
+    }
+
+    /// The name recorded in the audit log's `tool` column.
+    pub fn tool(&self) -> &str {
+        match self {
+            Governed::ToolCall { name, .. } | Governed::PromptGet { name, .. } => name,
+            Governed::ResourceRead { .. } => "resources/read",
+        }
+    }
+
+    pub fn arguments(&self) -> Value {
+        match self {
+            Governed::ToolCall { arguments, .. } => arguments.clone(),
+            Governed::ResourceRead { uri } => json!({ "uri": uri }),
+            Governed::PromptGet { name, arguments } => {
+                json!({ "name": name, "arguments": arguments })
+            }
+        }
+    }
+}
+
+/// Everything about the wrapper run that goes into every input.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub server: String,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub role: String,
+    pub risk_tier: String,
+    pub requester_id: String,
+    pub session_id: String,
+    /// `CLAUDE_PROJECT_DIR`, when the client set it.
+    pub project_dir: Option<String>,
+    /// The server's working directory, against which relative paths resolve.
+    pub cwd: PathBuf,
+    pub home: Option<PathBuf>,
+    pub action_types: BTreeMap<String, ActionType>,
+}
+
+/// The request-specific facts the input needs beyond the request itself.
+#[derive(Debug, Clone, Default)]
+pub struct Facts<'a> {
+    /// `clientInfo.name` from `initialize`, if the client sent one.
+    pub client_name: Option<&'a str>,
+    /// The tool's annotations from the server's last `tools/list`.
+    pub annotations: Option<&'a Value>,
+    pub session_seconds: u64,
+}
+
+/// The result of building an input: the input itself and the facts the audit row repeats.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub input: Value,
+    pub action_type: ActionType,
+    pub resource_path: Option<String>,
+}
+
+pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
+    let action_type = match request {
+        Governed::ToolCall { name, .. } => {
+            action_type(&ctx.server, name, facts.annotations, &ctx.action_types)
+        }
+        Governed::ResourceRead { .. } => ActionType::Read,
+        Governed::PromptGet { .. } => ActionType::Prompt,
+    };
+    let arguments = request.arguments();
+    let paths = match request {
+        Governed::PromptGet { arguments, .. } => {
+            extract_paths(arguments, &ctx.cwd, ctx.home.as_deref())
+        }
+        _ => extract_paths(&arguments, &ctx.cwd, ctx.home.as_deref()),
+    };
+    let client = facts.client_name.unwrap_or("unknown");
+    let mut resource = json!({ "server": ctx.server, "paths": paths });
+    if let Some(first) = paths.first() {
+        resource["path"] = json!(first);
+    }
+    let mut session = json!({ "id": ctx.session_id, "duration_seconds": facts.session_seconds });
+    if let Some(dir) = &ctx.project_dir {
+        session["project_dir"] = json!(dir);
+    }
+    let input = json!({
+        "agent": {
+            "id": ctx.agent_id.as_deref().unwrap_or(client),
+            "name": ctx.agent_name.as_deref().unwrap_or(client),
+            "role": ctx.role,
+            "risk_tier": ctx.risk_tier,
+        },
+        "action": {
+            "type": action_type.as_str(),
+            "tool": format!("{}/{}", ctx.server, request.tool()),
+            "name": request.tool(),
+            "arguments": arguments,
+            "annotations": facts.annotations.cloned().unwrap_or_else(|| json!({})),
+        },
+        "resource": resource,
+        "session": session,
+        "requester": { "id": ctx.requester_id, "channel": client },
+    });
+    Built {
+        input,
+        action_type,
+        resource_path: paths.into_iter().next(),
+    }
+}
+
+/// Every path-like argument value (top-level keys from [`PATH_KEYS`], strings or arrays of
+/// strings), normalised, in key order.
+pub fn extract_paths(arguments: &Value, cwd: &Path, home: Option<&Path>) -> Vec<String> {
+    let Some(args) = arguments.as_object() else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for key in PATH_KEYS {
+        match args.get(*key) {
+            Some(Value::String(s)) => paths.push(normalise(s, cwd, home)),
+            Some(Value::Array(items)) => paths.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| normalise(s, cwd, home)),
+            ),
+            _ => {}
+        }
+    }
+    paths
+}
+
+/// Makes a path comparable by prefix: `file://` URIs become paths, `~` expands, relative paths
+/// resolve against the server's working directory and `.`/`..` are removed lexically. Other URIs
+/// (`https://…`) are returned as sent.
+pub fn normalise(raw: &str, cwd: &Path, home: Option<&Path>) -> String {
+    let path: PathBuf = if let Some(rest) = raw.strip_prefix("file://") {
+        // file:///x and file://localhost/x name the local path /x.
+        let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+        PathBuf::from(percent_decode(rest))
+    } else if raw.contains("://") {
+        return raw.to_owned();
+    } else if raw == "~" {
+        match home {
+            Some(h) => h.to_path_buf(),
+            None => return raw.to_owned(),
+        }
+    } else if let (Some(rest), Some(h)) = (raw.strip_prefix("~/"), home) {
+        h.join(rest)
+    } else {
+        PathBuf::from(raw)
+    };
+    let absolute = if path.is_absolute() {
+        path
+    } else {
+        cwd.join(path)
+    };
+    let mut out = PathBuf::from("/");
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(part) => out.push(part),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    let mut s = out.to_string_lossy().into_owned();
+    // Keep a trailing slash the caller wrote: `startswith(path, "/prod/")` must match "/prod/".
+    if raw.ends_with('/') && !s.ends_with('/') {
+        s.push('/');
+    }
+    s
+}
+
+/// Decodes `%XX` escapes; malformed escapes are kept literally.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context {
+            server: "filesystem".into(),
+            agent_id: None,
+            agent_name: None,
+            role: "developer".into(),
+            risk_tier: "low".into(),
+            requester_id: "alice".into(),
+            session_id: "s-1".into(),
+            project_dir: Some("/home/alice/code".into()),
+            cwd: PathBuf::from("/srv/app"),
+            home: Some(PathBuf::from("/home/alice")),
+            action_types: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn action_type_from_names() {
+        let table = [
+            ("read_file", ActionType::Read),
+            ("read_text_file", ActionType::Read),
+            ("read_multiple_files", ActionType::Read),
+            ("get_file_info", ActionType::Read),
+            ("list_directory", ActionType::List),
+            ("list_allowed_directories", ActionType::List),
+            ("directory_tree", ActionType::List),
+            ("search_files", ActionType::Search),
+            ("write_file", ActionType::Write),
+            ("edit_file", ActionType::Write),
+            ("create_directory", ActionType::Write),
+            ("move_file", ActionType::Write),
+            ("delete_file", ActionType::Delete),
+            ("removeBranch", ActionType::Delete),
+            ("run_shell_command", ActionType::Execute),
+            ("fetch", ActionType::Network),
+            ("browser_navigate", ActionType::Network),
+            ("echo", ActionType::Unknown),
+            ("", ActionType::Unknown),
+        ];
+        for (name, want) in table {
+            assert_eq!(action_type_from_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn annotations_only_raise_the_danger() {
+        let none = BTreeMap::new();
+        let ro = json!({"readOnlyHint": true});
+        let destructive = json!({"destructiveHint": true});
+        let table = [
+            ("echo", Some(&ro), ActionType::Read),
+            ("echo", Some(&destructive), ActionType::Write),
+            ("read_file", Some(&destructive), ActionType::Write),
+            ("delete_file", Some(&ro), ActionType::Delete),
+            ("write_file", Some(&ro), ActionType::Write),
+            ("delete_file", Some(&destructive), ActionType::Delete),
+            ("list_directory", Some(&ro), ActionType::List),
+            ("echo", None, ActionType::Unknown),
+        ];
+        for (name, ann, want) in table {
+            assert_eq!(action_type("fs", name, ann, &none), want, "{name} {ann:?}");
+        }
+    }
+
+    #[test]
+    fn overrides_win_qualified_first() {
+        let mut o = BTreeMap::new();
+        o.insert("run_query".to_string(), ActionType::Read);
+        o.insert("db/run_query".to_string(), ActionType::Write);
+        assert_eq!(action_type("db", "run_query", None, &o), ActionType::Write);
+        assert_eq!(
+            action_type("other", "run_query", None, &o),
+            ActionType::Read
+        );
+    }
+
+    #[test]
+    fn normalises_paths() {
+        let cwd = Path::new("/srv/app");
+        let home = Some(Path::new("/home/alice"));
+        let table = [
+            ("/prod/config.yaml", "/prod/config.yaml"),
+            ("/tmp/../prod/x", "/prod/x"),
+            ("/a/./b//c", "/a/b/c"),
+            ("./x", "/srv/app/x"),
+            ("../../../../etc/passwd", "/etc/passwd"),
+            ("~/.ssh/id_rsa", "/home/alice/.ssh/id_rsa"),
+            ("~", "/home/alice"),
+            ("file:///prod/x", "/prod/x"),
+            ("file:///%70rod/x", "/prod/x"),
+            ("file://localhost/etc/hosts", "/etc/hosts"),
+            ("https://example.com/a/../b", "https://example.com/a/../b"),
+            ("/prod/", "/prod/"),
+            ("bad%zz", "/srv/app/bad%zz"),
+            ("%", "/srv/app/%"),
+        ];
+        for (raw, want) in table {
+            assert_eq!(normalise(raw, cwd, home), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn builds_the_seed_shape() {
+        let req = Governed::ToolCall {
+            name: "write_file".into(),
+            arguments: json!({"path": "/prod/config.yaml", "content": "x"}),
+        };
+        let facts = Facts {
+            client_name: Some("claude-code"),
+            annotations: None,
+            session_seconds: 120,
+        };
+        let built = build(&ctx(), &req, &facts);
+        assert_eq!(built.action_type, ActionType::Write);
+        assert_eq!(built.resource_path.as_deref(), Some("/prod/config.yaml"));
+        let want = json!({
+            "agent": {"id": "claude-code", "name": "claude-code", "role": "developer", "risk_tier": "low"},
+            "action": {"type": "write", "tool": "filesystem/write_file", "name": "write_file",
+                       "arguments": {"path": "/prod/config.yaml", "content": "x"}, "annotations": {}},
+            "resource": {"path": "/prod/config.yaml", "paths": ["/prod/config.yaml"], "server": "filesystem"},
+            "session": {"id": "s-1", "duration_seconds": 120, "project_dir": "/home/alice/code"},
+            "requester": {"id": "alice", "channel": "claude-code"},
+        });
+        assert_eq!(built.input, want);
+    }
+
+    #[test]
+    fn all_paths_collected_first_is_resource_path() {
+        let args =
+            json!({"destination": "b", "source": "~/a", "paths": ["/x", 3, "/y"], "other": "/z"});
+        let paths = extract_paths(&args, Path::new("/w"), Some(Path::new("/h")));
+        assert_eq!(paths, ["/h/a", "/w/b", "/x", "/y"]);
+    }
+
+    #[test]
+    fn no_path_means_no_resource_path_key() {
+        let req = Governed::ToolCall {
+            name: "echo".into(),
+            arguments: json!({"text": "hi"}),
+        };
+        let built = build(&ctx(), &req, &Facts::default());
+        assert!(built.input["resource"].get("path").is_none());
+        assert_eq!(built.input["agent"]["name"], "unknown");
+    }
+
+    #[test]
+    fn recognises_governed_requests() {
+        let p = json!({"name": "x", "arguments": {"a": 1}});
+        assert!(matches!(
+            Governed::from_request("tools/call", Some(&p)),
+            Some(Ok(Governed::ToolCall { .. }))
+        ));
+        assert!(Governed::from_request("tools/list", Some(&p)).is_none());
+        assert!(matches!(
+            Governed::from_request("tools/call", None),
+            Some(Err(_))
+        ));
+        let bad = json!({"name": "x", "arguments": [1]});
+        assert!(matches!(
+            Governed::from_request("tools/call", Some(&bad)),
+            Some(Err(_))
+        ));
+        let r = json!({"uri": "file:///etc/hosts"});
+        let g = Governed::from_request("resources/read", Some(&r))
+            .unwrap()
+            .unwrap();
+        let built = build(&ctx(), &g, &Facts::default());
+        assert_eq!(built.resource_path.as_deref(), Some("/etc/hosts"));
+        assert_eq!(built.input["action"]["tool"], "filesystem/resources/read");
+        assert_eq!(built.action_type, ActionType::Read);
+    }
+}

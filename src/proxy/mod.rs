@@ -1,0 +1,549 @@
+//! The stdio relay between an MCP client and the server it launched through `behavry wrap`.
+//!
+//! One task owns each pipe end: the client reader, the server reader, the writer to the server's
+//! stdin and the writer to the client's stdout. Everything sent to a pipe goes through its writer's
+//! channel, so frames never interleave. Each governed request is decided in a task of its own, so a
+//! slow audit commit (another process holding the lock) never stalls other traffic.
+//!
+//! This module never prints: stdout belongs to the client writer, diagnostics go to stderr.
+
+pub mod child;
+pub mod frame;
+pub mod message;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::sync::{mpsc, watch};
+
+use crate::audit::{AuditHandle, DecisionRow, Outcome};
+use crate::config::{os_user, Config};
+use crate::note;
+use crate::policy::input::{self, Governed};
+use crate::policy::{Decision, PolicySet, Verdict};
+use frame::{Frame, FrameReader};
+use message::{Kind, INVALID_REQUEST, PARSE_ERROR, POLICY_DENIED};
+
+/// Frames queued per direction before a writer pushes back on its senders.
+const QUEUE: usize = 1024;
+
+/// Everything `behavry wrap` needs to run.
+#[derive(Debug, Clone)]
+pub struct WrapOptions {
+    pub program: String,
+    pub args: Vec<String>,
+    /// `resource.server` and the prefix of `action.tool`.
+    pub server: String,
+    /// Every directory policies are loaded from.
+    pub policy_dirs: Vec<PathBuf>,
+    pub database: PathBuf,
+    pub config: Config,
+}
+
+/// What to do when the server answers a request the client sent.
+enum Pending {
+    /// A `tools/list` whose annotations we cache for `action.type` and `action.annotations`.
+    ToolsList,
+    /// An allowed governed call whose outcome goes into its audit row.
+    Governed { row: i64, sent: Instant },
+}
+
+struct Relay {
+    ctx: input::Context,
+    policy: PolicySet,
+    audit: AuditHandle,
+    started: Instant,
+    max_frame: usize,
+    client_name: Mutex<Option<String>>,
+    /// Tool name → annotations from the server's latest `tools/list`.
+    annotations: Mutex<HashMap<String, Value>>,
+    /// Client request id (see [`message::id_key`]) → what its response means to us.
+    pending: Mutex<HashMap<String, Pending>>,
+    to_client: mpsc::Sender<Vec<u8>>,
+    to_server: mpsc::Sender<Vec<u8>>,
+}
+
+/// Runs the relay until the client hangs up, `shutdown` resolves, or the server exits; returns
+/// the exit code behavry should exit with (the server's).
+pub async fn run<I, O>(
+    opts: WrapOptions,
+    client_in: I,
+    client_out: O,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<i32>
+where
+    I: AsyncRead + Unpin + Send + 'static,
+    O: AsyncWrite + Unpin + Send + 'static,
+{
+    let policy = PolicySet::load(
+        &opts.policy_dirs,
+        Duration::from_millis(opts.config.wrap.eval_timeout_ms),
+    );
+    let dirs = opts
+        .policy_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Some(e) = policy.error() {
+        note!("policies failed to compile; every governed call will be denied until they are fixed:\n{e}");
+    } else if policy.files.is_empty() {
+        note!("no .rego files in {dirs}; every governed call will be denied (default deny)");
+    }
+    let (audit, audit_thread) = AuditHandle::open(&opts.database);
+    if let Some(e) = audit.error() {
+        note!("audit store unavailable; every governed call will be denied: {e}");
+    }
+
+    let mut server = child::spawn(&opts.program, &opts.args)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start `{}`: {e}", opts.program)))?;
+    let (Some(server_in), Some(server_out)) = (server.stdin.take(), server.stdout.take()) else {
+        return Err(io::Error::other(
+            "the server's stdio pipes were not created",
+        ));
+    };
+
+    let (to_server, server_rx) = mpsc::channel(QUEUE);
+    let (to_client, client_rx) = mpsc::channel(QUEUE);
+    let (close_server_in, closing) = watch::channel(false);
+    let server_writer = tokio::spawn(pump(server_in, server_rx, Some(closing), "server stdin"));
+    let client_writer = tokio::spawn(pump(client_out, client_rx, None, "client stdout"));
+
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let config = &opts.config;
+    let relay = Arc::new(Relay {
+        ctx: input::Context {
+            server: opts.server.clone(),
+            agent_id: config.agent.id.clone(),
+            agent_name: config.agent.name.clone(),
+            role: config.agent.role.clone(),
+            risk_tier: config.agent.risk_tier.clone(),
+            requester_id: config.requester.id.clone().unwrap_or_else(os_user),
+            session_id: uuid::Uuid::new_v4().to_string(),
+            project_dir: std::env::var("CLAUDE_PROJECT_DIR")
+                .ok()
+                .filter(|d| !d.is_empty()),
+            cwd,
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            action_types: config.action_types.clone(),
+        },
+        policy,
+        audit,
+        started: Instant::now(),
+        max_frame: config.wrap.max_frame_bytes,
+        client_name: Mutex::new(None),
+        annotations: Mutex::new(HashMap::new()),
+        pending: Mutex::new(HashMap::new()),
+        to_client,
+        to_server,
+    });
+
+    let max = config.wrap.max_frame_bytes;
+    let server_reader = tokio::spawn(server_loop(
+        relay.clone(),
+        FrameReader::new(BufReader::new(server_out), max),
+    ));
+    let mut client_reader = tokio::spawn(client_loop(
+        relay.clone(),
+        FrameReader::new(BufReader::new(client_in), max),
+    ));
+    drop(relay);
+
+    let grace = Duration::from_millis(config.wrap.shutdown_grace_ms);
+    tokio::pin!(shutdown);
+    let status = tokio::select! {
+        status = server.wait() => status?,
+        _ = &mut client_reader => {
+            let _ = close_server_in.send(true);
+            child::stop(&mut server, grace).await?
+        }
+        () = &mut shutdown => {
+            let _ = close_server_in.send(true);
+            child::stop(&mut server, grace).await?
+        }
+    };
+
+    // The server is gone: relay what it wrote before exiting, then let the client writer drain.
+    // Bounded waits: a grandchild may still hold the server's stdout open.
+    let _ = tokio::time::timeout(Duration::from_secs(1), server_reader).await;
+    client_reader.abort();
+    let _ = client_reader.await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), server_writer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), client_writer).await;
+    let _ = tokio::task::spawn_blocking(move || audit_thread.finish()).await;
+    Ok(child::exit_code(status))
+}
+
+/// Writes every frame from `rx` to `out`; stops when the senders are gone or `closing` turns true
+/// (dropping `out`, which closes the pipe).
+async fn pump<W: AsyncWrite + Unpin>(
+    mut out: W,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut closing: Option<watch::Receiver<bool>>,
+    what: &str,
+) {
+    loop {
+        let frame = match &mut closing {
+            Some(closing) => tokio::select! {
+                frame = rx.recv() => frame,
+                _ = closing.wait_for(|c| *c) => None,
+            },
+            None => rx.recv().await,
+        };
+        let Some(frame) = frame else { return };
+        if let Err(e) = frame::write_frame(&mut out, &frame).await {
+            note!("cannot write to {what}: {e}");
+            return;
+        }
+    }
+}
+
+async fn client_loop<R: tokio::io::AsyncBufRead + Unpin>(
+    relay: Arc<Relay>,
+    mut reader: FrameReader<R>,
+) {
+    loop {
+        match reader.read_frame().await {
+            Ok(None) => return,
+            Ok(Some(Frame::Line(line))) => relay.from_client(line).await,
+            Ok(Some(Frame::Oversized { bytes })) => {
+                let text = format!(
+                    "message of {bytes} bytes exceeds behavry's limit of {} bytes; it was not forwarded",
+                    relay.max_frame
+                );
+                relay
+                    .reply(message::error_reply(None, INVALID_REQUEST, &text))
+                    .await;
+            }
+            Err(e) => {
+                note!("client input: {e}");
+                return;
+            }
+        }
+    }
+}
+
+async fn server_loop<R: tokio::io::AsyncBufRead + Unpin>(
+    relay: Arc<Relay>,
+    mut reader: FrameReader<R>,
+) {
+    loop {
+        match reader.read_frame().await {
+            Ok(None) => return,
+            Ok(Some(Frame::Line(line))) => relay.from_server(line).await,
+            Ok(Some(Frame::Oversized { bytes })) => note!(
+                "the server wrote a {bytes}-byte line, over the {}-byte limit; dropped (raise [wrap] max_frame_bytes)",
+                relay.max_frame
+            ),
+            Err(e) => {
+                note!("server output: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks cannot leave the maps half-updated in a
+    // way that matters more than stopping the relay would.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Relay {
+    async fn reply(&self, frame: Vec<u8>) {
+        let _ = self.to_client.send(frame).await;
+    }
+
+    async fn forward(&self, frame: Vec<u8>) -> bool {
+        self.to_server.send(frame).await.is_ok()
+    }
+
+    async fn from_client(self: &Arc<Self>, line: Vec<u8>) {
+        let value: Value = match serde_json::from_slice(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let text = format!("parse error: {e}; the message was not forwarded");
+                return self
+                    .reply(message::error_reply(None, PARSE_ERROR, &text))
+                    .await;
+            }
+        };
+        if let Value::Array(items) = &value {
+            // A batch with nothing governed in it passes as it came; otherwise each element is
+            // handled on its own, so no governed element is ever forwarded undecided.
+            if !items.is_empty()
+                && items.iter().all(|m| {
+                    matches!(
+                        message::classify(m),
+                        Kind::Request { .. } | Kind::Notification { .. } | Kind::Response { .. }
+                    ) && !is_governed(m)
+                })
+            {
+                items.iter().for_each(|m| self.track(m));
+                self.forward(line).await;
+                return;
+            }
+            if let Value::Array(items) = value {
+                if items.is_empty() {
+                    return self
+                        .reply(message::error_reply(None, INVALID_REQUEST, "empty batch"))
+                        .await;
+                }
+                for item in items {
+                    self.client_message(item, None).await;
+                }
+            }
+            return;
+        }
+        self.client_message(value, Some(line)).await;
+    }
+
+    /// Handles one message. `raw` is its original line, forwarded as-is when it is not governed.
+    async fn client_message(self: &Arc<Self>, value: Value, raw: Option<Vec<u8>>) {
+        let raw = || raw.unwrap_or_else(|| value.to_string().into_bytes());
+        let (id, method) = match message::classify(&value) {
+            Kind::Request { id, method } => (id.clone(), method.to_owned()),
+            Kind::Notification { .. } | Kind::Response { .. } => {
+                let frame = raw();
+                self.forward(frame).await;
+                return;
+            }
+            Kind::Batch(_) => {
+                return self
+                    .reply(message::error_reply(
+                        None,
+                        INVALID_REQUEST,
+                        "a batch may not contain a batch",
+                    ))
+                    .await;
+            }
+            Kind::Invalid { id, reason } => {
+                let frame = message::error_reply(id, INVALID_REQUEST, reason);
+                return self.reply(frame).await;
+            }
+        };
+        match Governed::from_request(&method, value.get("params")) {
+            Some(governed) => {
+                let relay = self.clone();
+                tokio::spawn(async move { relay.govern(id, method, governed, value).await });
+            }
+            None => {
+                self.track(&value);
+                let frame = raw();
+                self.forward(frame).await;
+            }
+        }
+    }
+
+    /// Notes what later responses will need: the client's name, pending `tools/list` calls.
+    fn track(&self, msg: &Value) {
+        let Kind::Request { id, method } = message::classify(msg) else {
+            return;
+        };
+        match method {
+            "initialize" => {
+                let name = msg
+                    .pointer("/params/clientInfo/name")
+                    .and_then(Value::as_str);
+                *lock(&self.client_name) = name.map(str::to_owned);
+            }
+            "tools/list" => {
+                lock(&self.pending).insert(message::id_key(id), Pending::ToolsList);
+            }
+            _ => {}
+        }
+    }
+
+    /// Decides a governed request, records the decision, then forwards it or answers it.
+    async fn govern(
+        self: Arc<Self>,
+        id: Value,
+        method: String,
+        governed: Result<Governed, String>,
+        request: Value,
+    ) {
+        let client_name = lock(&self.client_name).clone();
+        let channel = client_name.clone().unwrap_or_else(|| "unknown".into());
+        let (verdict, tool, arguments, action_type, resource_path) = match &governed {
+            Ok(g) => {
+                let annotations = match g {
+                    Governed::ToolCall { name, .. } => lock(&self.annotations).get(name).cloned(),
+                    _ => None,
+                };
+                let facts = input::Facts {
+                    client_name: client_name.as_deref(),
+                    annotations: annotations.as_ref(),
+                    session_seconds: self.started.elapsed().as_secs(),
+                };
+                let built = input::build(&self.ctx, g, &facts);
+                let verdict = explain(self.policy.decide(&built.input));
+                let agent = built
+                    .input
+                    .pointer("/agent/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_owned();
+                (
+                    verdict,
+                    g.tool().to_owned(),
+                    (g.arguments(), agent),
+                    built.action_type.as_str(),
+                    built.resource_path,
+                )
+            }
+            Err(reason) => {
+                let tool = request
+                    .pointer("/params/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned();
+                let args = request
+                    .pointer("/params/arguments")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                (
+                    Verdict::fail_closed(format!("malformed request: {reason}")),
+                    tool,
+                    (args, channel.clone()),
+                    "unknown",
+                    None,
+                )
+            }
+        };
+        let (arguments, agent) = arguments;
+        let qualified = format!("{}/{}", self.ctx.server, tool);
+        let row = DecisionRow {
+            session_id: self.ctx.session_id.clone(),
+            server: self.ctx.server.clone(),
+            tool,
+            method: method.clone(),
+            action_type: action_type.to_owned(),
+            resource_path,
+            decision: verdict.decision.as_str().to_owned(),
+            reasons: verdict.reasons.clone(),
+            arguments: crate::audit::store::redact(&arguments),
+            agent,
+            requester: self.ctx.requester_id.clone(),
+            channel,
+            policy_hash: self.policy.hash.clone(),
+            request_id: message::id_key(&id),
+        };
+        let reasons = match self.audit.record(row).await {
+            Err(e) => {
+                note!("could not record the decision for {qualified}, so it is denied: {e}");
+                vec![format!(
+                    "the audit store could not record this call, so it was not forwarded ({e})"
+                )]
+            }
+            Ok(row) if verdict.decision == Decision::Allow => {
+                lock(&self.pending).insert(
+                    message::id_key(&id),
+                    Pending::Governed {
+                        row,
+                        sent: Instant::now(),
+                    },
+                );
+                // Forward the value that was evaluated, re-serialised, not the bytes that came in.
+                if !self.forward(request.to_string().into_bytes()).await {
+                    lock(&self.pending).remove(&message::id_key(&id));
+                    let text =
+                        format!("behavry could not forward {qualified}: the server has exited");
+                    self.reply(message::error_reply(
+                        Some(&id),
+                        message::INTERNAL_ERROR,
+                        &text,
+                    ))
+                    .await;
+                }
+                return;
+            }
+            Ok(_) => verdict.reasons,
+        };
+        let text = format!("behavry denied {qualified}: {}", reasons.join("; "));
+        let frame = if method == "tools/call" {
+            message::tool_error_reply(&id, &text)
+        } else {
+            message::error_reply(Some(&id), POLICY_DENIED, &text)
+        };
+        self.reply(frame).await;
+    }
+
+    async fn from_server(&self, line: Vec<u8>) {
+        let value: Value = match serde_json::from_slice(&line) {
+            Ok(v) => v,
+            Err(_) => {
+                let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+                note!("the server wrote a line that is not JSON to stdout (dropped): {shown}");
+                return;
+            }
+        };
+        match message::classify(&value) {
+            Kind::Response { .. } => self.settle(&value),
+            Kind::Batch(items) => items.iter().for_each(|m| self.settle(m)),
+            _ => {}
+        }
+        let _ = self.to_client.send(line).await;
+    }
+
+    /// Response bookkeeping: cache annotations from `tools/list`, record outcomes of allowed calls.
+    fn settle(&self, response: &Value) {
+        let Kind::Response { id } = message::classify(response) else {
+            return;
+        };
+        let Some(pending) = lock(&self.pending).remove(&message::id_key(id)) else {
+            return;
+        };
+        match pending {
+            Pending::ToolsList => {
+                let tools = response.pointer("/result/tools").and_then(Value::as_array);
+                let mut cache = lock(&self.annotations);
+                for tool in tools.into_iter().flatten() {
+                    if let (Some(name), Some(ann)) = (
+                        tool.get("name").and_then(Value::as_str),
+                        tool.get("annotations"),
+                    ) {
+                        cache.insert(name.to_owned(), ann.clone());
+                    }
+                }
+            }
+            Pending::Governed { row, sent } => {
+                let outcome = if response.get("error").is_some() {
+                    Outcome::Error
+                } else if response.pointer("/result/isError") == Some(&Value::Bool(true)) {
+                    Outcome::IsError
+                } else {
+                    Outcome::Ok
+                };
+                self.audit
+                    .outcome(row, outcome, sent.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+}
+
+fn is_governed(message: &Value) -> bool {
+    matches!(message::classify(message), Kind::Request { method, .. } if Governed::from_request(method, None).is_some())
+}
+
+/// Gives every deny and escalation a reason the agent can act on, when the rules gave none.
+fn explain(mut verdict: Verdict) -> Verdict {
+    if verdict.decision == Decision::Escalate {
+        verdict.reasons.push(
+            "this call needs a person's approval (the policy escalated it), and approvals are not available yet; it was denied"
+                .into(),
+        );
+    } else if verdict.decision == Decision::Deny && verdict.reasons.is_empty() {
+        verdict.reasons.push(if verdict.deny {
+            "a deny rule matched".into()
+        } else {
+            "no policy rule allows this call (default deny)".into()
+        });
+    }
+    verdict
+}
