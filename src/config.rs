@@ -144,17 +144,26 @@ impl Config {
     }
 }
 
-/// The OS user running behavry, the default `requester.id`.
+/// The OS user running behavry, the default `requester.id`: `$USER`, else the account name.
 pub fn os_user() -> String {
-    ["USER", "LOGNAME"]
+    if let Some(user) = ["USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| format!("uid:{}", unsafe_free_uid()))
-}
-
-fn unsafe_free_uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
+    {
+        return user;
+    }
+    // SAFETY: getuid cannot fail. getpwuid returns null or a pointer to a static record, which is
+    // read (and copied) at once; behavry calls this once, before its threads use the record.
+    unsafe {
+        let uid = libc::getuid();
+        let pw = libc::getpwuid(uid);
+        if !pw.is_null() && !(*pw).pw_name.is_null() {
+            if let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str() {
+                return name.to_owned();
+            }
+        }
+        format!("uid:{uid}")
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ struct Relay {
     pending: Mutex<HashMap<String, Pending>>,
     to_client: mpsc::Sender<Vec<u8>>,
     to_server: mpsc::Sender<Vec<u8>>,
+    /// Governed requests still being decided; shutdown waits for them so none is dropped.
+    deciding: watch::Sender<usize>,
 }
 
 /// Runs the relay until the client hangs up, `shutdown` resolves, or the server exits; returns
@@ -142,7 +144,9 @@ where
         pending: Mutex::new(HashMap::new()),
         to_client,
         to_server,
+        deciding: watch::channel(0).0,
     });
+    let mut deciding = relay.deciding.subscribe();
 
     let max = config.wrap.max_frame_bytes;
     let server_reader = tokio::spawn(server_loop(
@@ -157,13 +161,17 @@ where
 
     let grace = Duration::from_millis(config.wrap.shutdown_grace_ms);
     tokio::pin!(shutdown);
+    let mut client_done = false;
     let status = tokio::select! {
         status = server.wait() => status?,
         _ = &mut client_reader => {
+            client_done = true;
+            let _ = tokio::time::timeout(grace, deciding.wait_for(|n| *n == 0)).await;
             let _ = close_server_in.send(true);
             child::stop(&mut server, grace).await?
         }
         () = &mut shutdown => {
+            let _ = tokio::time::timeout(grace, deciding.wait_for(|n| *n == 0)).await;
             let _ = close_server_in.send(true);
             child::stop(&mut server, grace).await?
         }
@@ -172,16 +180,18 @@ where
     // The server is gone: relay what it wrote before exiting, then let the client writer drain.
     // Bounded waits: a grandchild may still hold the server's stdout open.
     let _ = tokio::time::timeout(Duration::from_secs(1), server_reader).await;
-    client_reader.abort();
-    let _ = client_reader.await;
+    if !client_done {
+        client_reader.abort();
+        let _ = client_reader.await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(1), server_writer).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), client_writer).await;
     let _ = tokio::task::spawn_blocking(move || audit_thread.finish()).await;
     Ok(child::exit_code(status))
 }
 
-/// Writes every frame from `rx` to `out`; stops when the senders are gone or `closing` turns true
-/// (dropping `out`, which closes the pipe).
+/// Writes every frame from `rx` to `out`; stops when the senders are gone, or when `closing` turns
+/// true and the frames already queued are written (then dropping `out` closes the pipe).
 async fn pump<W: AsyncWrite + Unpin>(
     mut out: W,
     mut rx: mpsc::Receiver<Vec<u8>>,
@@ -191,8 +201,9 @@ async fn pump<W: AsyncWrite + Unpin>(
     loop {
         let frame = match &mut closing {
             Some(closing) => tokio::select! {
+                biased;
                 frame = rx.recv() => frame,
-                _ = closing.wait_for(|c| *c) => None,
+                _ = closing.wait_for(|c| *c) => rx.try_recv().ok(),
             },
             None => rx.recv().await,
         };
@@ -331,7 +342,11 @@ impl Relay {
         match Governed::from_request(&method, value.get("params")) {
             Some(governed) => {
                 let relay = self.clone();
-                tokio::spawn(async move { relay.govern(id, method, governed, value).await });
+                self.deciding.send_modify(|n| *n += 1);
+                tokio::spawn(async move {
+                    relay.govern(id, method, governed, value).await;
+                    relay.deciding.send_modify(|n| *n -= 1);
+                });
             }
             None => {
                 self.track(&value);
@@ -362,7 +377,7 @@ impl Relay {
 
     /// Decides a governed request, records the decision, then forwards it or answers it.
     async fn govern(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         id: Value,
         method: String,
         governed: Result<Governed, String>,
