@@ -2,7 +2,8 @@
 //!
 //! Tools: `echo {text}`, `read_file {path}` (readOnlyHint), `write_file {path, content}`,
 //! `delete_file {path}` (destructiveHint), `slow {ms}` (answers after `ms` milliseconds, without
-//! holding up other requests), `fail {}` (a result with `isError`).
+//! holding up other requests), `fail {}` (a result with `isError`), `peek {}` (a name that says
+//! nothing, annotated readOnlyHint).
 //! With `BEHAVRY_MOCK_LOG=<file>`, every line it receives is appended to that file, so tests can
 //! prove what reached the server. With `BEHAVRY_MOCK_NOISE=1` it first prints a non-JSON line to
 //! stdout, as misbehaving servers do.
@@ -88,6 +89,7 @@ fn answer(method: &str, params: &Value) -> Result<Value, (i64, String)> {
             {"name": "delete_file", "inputSchema": {"type": "object"}, "annotations": {"destructiveHint": true}},
             {"name": "slow", "inputSchema": {"type": "object"}},
             {"name": "fail", "inputSchema": {"type": "object"}},
+            {"name": "peek", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
         ]})),
         "tools/call" => {
             let args = &params["arguments"];
@@ -101,6 +103,7 @@ fn answer(method: &str, params: &Value) -> Result<Value, (i64, String)> {
                     s("path")
                 ))),
                 "delete_file" => Ok(text(&format!("deleted {}", s("path")))),
+                "peek" => Ok(text("peeked")),
                 "fail" => {
                     Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true}))
                 }

@@ -1,0 +1,254 @@
+//! A small harness for running the real `behavry` binary in a temporary `BEHAVRY_HOME`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_behavry");
+
+/// How long a test waits for a frame before it fails (generous: CI machines are shared).
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The seed page's policy, verbatim.
+pub const SEED: &str = include_str!("../../policies/examples/seed.rego");
+
+/// A temporary BEHAVRY_HOME with policies and config.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("policies")).expect("policies dir");
+        Home { dir }
+    }
+
+    pub fn with_policy(name: &str, text: &str) -> Home {
+        let home = Home::new();
+        home.policy(name, text);
+        home
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn policy(&self, name: &str, text: &str) {
+        std::fs::write(self.path().join("policies").join(name), text).expect("write policy");
+    }
+
+    pub fn config(&self, text: &str) {
+        std::fs::write(self.path().join("config.toml"), text).expect("write config");
+    }
+
+    pub fn mock_log(&self) -> PathBuf {
+        self.path().join("mock.log")
+    }
+
+    /// Every line the mock server received.
+    pub fn mock_received(&self) -> String {
+        std::fs::read_to_string(self.mock_log()).unwrap_or_default()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("BEHAVRY_HOME", self.path())
+            .env("BEHAVRY_MOCK_LOG", self.mock_log())
+            .env("USER", "tester")
+            .env_remove("CLAUDE_PROJECT_DIR");
+        cmd
+    }
+
+    /// `behavry log --json`, parsed.
+    pub fn log(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["log", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.command(&args).output().expect("behavry log");
+        assert!(
+            out.status.success(),
+            "behavry log failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+            .collect()
+    }
+
+    /// Starts `behavry wrap --name mock -- behavry mock-server`.
+    pub fn wrap_mock(&self) -> Wrapper {
+        self.wrap(&["--name", "mock", "--", BIN, "mock-server"], &[])
+    }
+
+    pub fn wrap(&self, wrap_args: &[&str], env: &[(&str, &str)]) -> Wrapper {
+        let mut args = vec!["wrap"];
+        args.extend_from_slice(wrap_args);
+        let mut cmd = self.command(&args);
+        cmd.envs(env.iter().copied());
+        Wrapper::spawn(cmd)
+    }
+}
+
+/// A running `behavry wrap`, driven line by line.
+pub struct Wrapper {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Wrapper {
+    pub fn spawn(mut cmd: Command) -> Wrapper {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn behavry");
+        let stdout = child.stdout.take().expect("stdout");
+        let errors = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let (etx, stderr) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(errors).lines() {
+                let Ok(line) = line else { return };
+                let _ = etx.send(line);
+            }
+        });
+        Wrapper {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to behavry");
+        stdin.flush().expect("flush");
+    }
+
+    pub fn send(&mut self, msg: Value) {
+        let mut line = msg.to_string().into_bytes();
+        line.push(b'\n');
+        self.send_raw(&line);
+    }
+
+    /// Sends `initialize` (as Claude Code would) and `notifications/initialized`.
+    pub fn initialize(&mut self) -> Value {
+        self.send(
+            json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "claude-code", "version": "2.0.0"}}}),
+        );
+        let reply = self.recv_id(&json!("init"));
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        reply
+    }
+
+    pub fn call(&mut self, id: i64, tool: &str, arguments: Value) -> Value {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}));
+        self.recv_id(&json!(id))
+    }
+
+    /// The next line on behavry's stdout; every one must be a JSON object.
+    pub fn recv_line(&mut self) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .expect("a frame from behavry in time")
+    }
+
+    pub fn recv(&mut self) -> Value {
+        let line = self.recv_line();
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout carried a non-JSON line {line:?}: {e}"))
+    }
+
+    /// The next frame with this id (frames for other ids are returned by later `recv`s no more;
+    /// tests that interleave use `recv` directly).
+    pub fn recv_id(&mut self, id: &Value) -> Value {
+        loop {
+            let v = self.recv();
+            if v.get("id") == Some(id) {
+                return v;
+            }
+        }
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Closes stdin and waits for behavry to exit; returns its exit code.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        self.close_stdin();
+        let status = wait_timeout(&mut self.child, WAIT).expect("behavry exits after stdin closes");
+        let stderr: Vec<String> = self.stderr.try_iter().collect();
+        (status.code(), stderr.join("\n"))
+    }
+
+    pub fn stderr_so_far(&self) -> String {
+        std::thread::sleep(Duration::from_millis(100));
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Lines still arriving on stdout until it closes.
+    pub fn remaining_lines(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            out.push(line);
+        }
+        out
+    }
+}
+
+impl Drop for Wrapper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The text of a tool result's first content item.
+pub fn text(reply: &Value) -> &str {
+    reply
+        .pointer("/result/content/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+pub fn is_error(reply: &Value) -> bool {
+    reply.pointer("/result/isError") == Some(&Value::Bool(true))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run behavry")
+}
