@@ -78,6 +78,28 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Combines two verdicts about one call: each rule holds if it held for either, and the
+    /// reasons of both are kept.
+    pub fn strictest(self, other: Verdict) -> Verdict {
+        let (allow, deny, escalate) = (
+            self.allow && other.allow,
+            self.deny || other.deny,
+            self.escalate || other.escalate,
+        );
+        let mut reasons = self.reasons;
+        reasons.extend(other.reasons);
+        reasons.sort();
+        reasons.dedup();
+        Verdict {
+            // Every path must be allowed for the call to be allowed.
+            decision: Decision::combine(allow, deny, escalate),
+            allow,
+            deny,
+            escalate,
+            reasons,
+        }
+    }
+
     /// A deny that did not come from the rules (compile error, evaluation error, store failure).
     pub fn fail_closed(reason: impl Into<String>) -> Verdict {
         Verdict {
@@ -148,12 +170,37 @@ impl PolicySet {
 
     /// Decides one input. Any error (compile, evaluation, timeout, malformed result) is a deny with
     /// the error as its reason.
+    ///
+    /// A call that names several paths (`move_file {source, destination}`) is evaluated once per
+    /// path, with `resource.path` set to each, and the strictest verdict wins: a rule written
+    /// about one path (`startswith(input.resource.path, "/prod/")`) then holds for all of them.
     pub fn decide(&self, input: &Value) -> Verdict {
-        match &self.engine {
-            Ok(engine) => evaluate(engine.clone(), input)
-                .unwrap_or_else(|e| Verdict::fail_closed(format!("policy evaluation failed: {e}"))),
-            Err(e) => Verdict::fail_closed(format!("policies failed to compile: {e}")),
+        let engine = match &self.engine {
+            Ok(engine) => engine,
+            Err(e) => return Verdict::fail_closed(format!("policies failed to compile: {e}")),
+        };
+        let decide_one = |input: &Value| {
+            evaluate(engine.clone(), input)
+                .unwrap_or_else(|e| Verdict::fail_closed(format!("policy evaluation failed: {e}")))
+        };
+        let mut paths: Vec<&Value> = input
+            .pointer("/resource/paths")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().collect())
+            .unwrap_or_default();
+        paths.sort_by_key(|p| p.as_str());
+        paths.dedup();
+        if paths.len() < 2 {
+            return decide_one(input);
         }
+        let mut per_path = input.clone();
+        let verdicts = paths.into_iter().map(|path| {
+            per_path["resource"]["path"] = path.clone();
+            decide_one(&per_path)
+        });
+        verdicts
+            .reduce(Verdict::strictest)
+            .unwrap_or_else(|| decide_one(input))
     }
 }
 
@@ -311,6 +358,40 @@ mod tests {
         assert_eq!(
             p.decide(&input("guest", "read", "/home/x")).decision,
             Decision::Deny
+        );
+    }
+
+    #[test]
+    fn every_path_is_decided_and_the_strictest_wins() {
+        let p = set(SEED);
+        let input = |ty: &str, paths: &[&str]| {
+            json!({"agent": {"role": "developer"}, "action": {"type": ty},
+                   "resource": {"path": paths[0], "paths": paths}})
+        };
+        assert_eq!(
+            p.decide(&input("write", &["/tmp/a", "/prod/b"])).decision,
+            Decision::Deny
+        );
+        assert_eq!(
+            p.decide(&input("write", &["/prod/b", "/tmp/a"])).decision,
+            Decision::Deny
+        );
+        assert_eq!(
+            p.decide(&input("read", &["/a", "/b", "/a"])).decision,
+            Decision::Allow
+        );
+        let only_tmp = set("package behavry.authz\nimport rego.v1\nallow if startswith(input.resource.path, \"/tmp/\")\n");
+        assert_eq!(
+            only_tmp
+                .decide(&input("read", &["/tmp/a", "/etc/b"]))
+                .decision,
+            Decision::Deny
+        );
+        assert_eq!(
+            only_tmp
+                .decide(&input("read", &["/tmp/a", "/tmp/b"]))
+                .decision,
+            Decision::Allow
         );
     }
 

@@ -222,7 +222,7 @@ async fn client_loop<R: tokio::io::AsyncBufRead + Unpin>(
     loop {
         match reader.read_frame().await {
             Ok(None) => return,
-            Ok(Some(Frame::Line(line))) => relay.from_client(line).await,
+            Ok(Some(Frame::Line(line))) => relay.on_client_line(line).await,
             Ok(Some(Frame::Oversized { bytes })) => {
                 let text = format!(
                     "message of {bytes} bytes exceeds behavry's limit of {} bytes; it was not forwarded",
@@ -247,7 +247,7 @@ async fn server_loop<R: tokio::io::AsyncBufRead + Unpin>(
     loop {
         match reader.read_frame().await {
             Ok(None) => return,
-            Ok(Some(Frame::Line(line))) => relay.from_server(line).await,
+            Ok(Some(Frame::Line(line))) => relay.on_server_line(line).await,
             Ok(Some(Frame::Oversized { bytes })) => note!(
                 "the server wrote a {bytes}-byte line, over the {}-byte limit; dropped (raise [wrap] max_frame_bytes)",
                 relay.max_frame
@@ -275,7 +275,7 @@ impl Relay {
         self.to_server.send(frame).await.is_ok()
     }
 
-    async fn from_client(self: &Arc<Self>, line: Vec<u8>) {
+    async fn on_client_line(self: &Arc<Self>, line: Vec<u8>) {
         let value: Value = match serde_json::from_slice(&line) {
             Ok(v) => v,
             Err(e) => {
@@ -489,7 +489,7 @@ impl Relay {
         self.reply(frame).await;
     }
 
-    async fn from_server(&self, line: Vec<u8>) {
+    async fn on_server_line(&self, line: Vec<u8>) {
         let value: Value = match serde_json::from_slice(&line) {
             Ok(v) => v,
             Err(_) => {
