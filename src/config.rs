@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::policy::input::ActionType;
+use crate::policy::input::{ActionType, BehavryDirs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +58,32 @@ impl Paths {
 
     pub fn database(&self) -> PathBuf {
         self.data_dir.join("behavry.db")
+    }
+
+    /// `input.behavry`: these directories and `policy_dirs`, absolute, plus every one of them with
+    /// symlinks resolved in `protected`, so a rule can refuse a path by either spelling.
+    pub fn behavry_dirs(&self, policy_dirs: &[PathBuf]) -> BehavryDirs {
+        let absolute = |p: &Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
+        let mut protected = Vec::new();
+        for dir in [&self.config_dir, &self.data_dir].into_iter().chain(policy_dirs) {
+            protected.push(absolute(dir));
+            if let Ok(real) = std::fs::canonicalize(dir) {
+                protected.push(real.display().to_string());
+            }
+        }
+        protected.sort();
+        protected.dedup();
+        BehavryDirs {
+            config_dir: absolute(&self.config_dir),
+            data_dir: absolute(&self.data_dir),
+            policy_dirs: policy_dirs.iter().map(|d| absolute(d)).collect(),
+            protected,
+        }
     }
 }
 

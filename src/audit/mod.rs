@@ -5,5 +5,7 @@
 pub mod store;
 pub mod writer;
 
-pub use store::{DecisionRow, LogEntry, LogFilter, Outcome, Store, StoreError};
+pub use store::{
+    DecisionRow, EventEntry, EventFilter, EventRow, LogEntry, LogFilter, Outcome, Store, StoreError,
+};
 pub use writer::AuditHandle;

@@ -5,12 +5,19 @@
 use std::path::Path;
 use std::time::Duration;
 
+mod events;
+
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use events::{EventEntry, EventFilter, EventRow, POLICY_RELOAD, POLICY_RELOAD_FAILED};
+
 /// Forward-only migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_decisions.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_decisions.sql"),
+    include_str!("migrations/002_policy_events.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

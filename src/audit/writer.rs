@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::store::{DecisionRow, Outcome, Store};
+use super::store::{DecisionRow, EventRow, Outcome, Store};
 
 enum Command {
     Decision(Box<DecisionRow>, oneshot::Sender<Result<i64, String>>),
@@ -17,6 +17,7 @@ enum Command {
         outcome: Outcome,
         duration_ms: f64,
     },
+    Event(Box<EventRow>),
     /// Everything queued before this has been written; stop.
     Finish,
 }
@@ -100,6 +101,15 @@ impl AuditHandle {
     }
 }
 
+impl AuditHandle {
+    /// Queues a policy event; nothing waits for it (a reload must not wait on the database).
+    pub fn event(&self, row: EventRow) {
+        if let Ok(sender) = &self.inner {
+            let _ = sender.send(Command::Event(Box::new(row)));
+        }
+    }
+}
+
 fn serve(mut store: Store, rx: mpsc::Receiver<Command>) {
     for command in rx {
         match command {
@@ -113,6 +123,11 @@ fn serve(mut store: Store, rx: mpsc::Receiver<Command>) {
             } => {
                 if let Err(e) = store.record_outcome(id, outcome, duration_ms) {
                     crate::note!("could not record the outcome of audit row {id}: {e}");
+                }
+            }
+            Command::Event(row) => {
+                if let Err(e) = store.record_event(&row) {
+                    crate::note!("could not record the {} event: {e}", row.kind);
                 }
             }
             Command::Finish => return,

@@ -20,6 +20,7 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
     let mut policy_dirs = vec![paths.policy_dir()];
     policy_dirs.extend(args.policies);
     let opts = WrapOptions {
+        behavry_dirs: paths.behavry_dirs(&policy_dirs),
         program: program.clone(),
         args: rest.to_vec(),
         server,

@@ -1,22 +1,31 @@
-//! Loads `.rego` files, compiles them once, and decides requests on a cheap clone of the engine.
+//! Compiles a policy set once and decides requests on a cheap clone of the engine.
 //!
 //! Rules live in `package behavry.authz`: `allow`, `deny`, `escalate` (booleans) and an optional set
-//! `reasons`. Default deny; deny beats escalate beats allow. A policy set that fails to compile still
-//! loads (so non-governed traffic flows) but denies every governed call with the compile error.
+//! `reasons`. Default deny; deny beats escalate beats allow. A policy set that fails to compile
+//! (or is refused, see [`super::source`]) still loads, so non-governed traffic flows, but denies
+//! every governed call with the errors. Compiling includes evaluating each decision rule against an
+//! empty and a sample input, because regorus reports some errors (conflicting rules, unknown
+//! functions) only when a rule is first evaluated.
 
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
+use serde_json::{json, Value};
+
+use super::diagnostic::Diagnostic;
+use super::source::{self, Kind, Scan, SourceFile, Sources};
 
 /// The package users write their rules in.
 pub const PACKAGE: &str = "data.behavry.authz";
 
+/// The name the decision module is loaded under; reports about "your files" leave it out.
+pub const DECISION_FILE: &str = "behavry/decision.rego";
+
 /// Reads the user's rules through a package of our own, so that a policy set that omits a rule
 /// (or has no rules at all) reads as `false`/empty instead of an evaluation error, and users can
-/// still write their own `default allow := false` without a conflict.
+/// still write their own `default allow := false` without a conflict. `decision` is the final
+/// word (as the wrapper combines the rules), for `test_*` rules to check.
 const DECISION_MODULE: &str = r#"
 package behavry.decision
 
@@ -35,10 +44,18 @@ reasons contains r if {
 	r := sprintf("%v", [x])
 }
 
+decision := "deny" if deny
+else := "escalate" if escalate
+else := "allow" if allow
+else := "deny"
+
 result := {"allow": allow, "deny": deny, "escalate": escalate, "reasons": reasons}
 "#;
 
 const DECISION_RULE: &str = "data.behavry.decision.result";
+
+/// The rules compiling evaluates, so a set that would fail on its first call fails at load.
+const PROBED_RULES: [&str; 4] = ["allow", "deny", "escalate", "reasons"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -112,60 +129,114 @@ impl Verdict {
     }
 }
 
-/// A loaded set of policy files: compiled, or the error that stopped it compiling.
+/// A loaded set of policy files: compiled, or the problems that stopped it compiling.
 #[derive(Clone)]
 pub struct PolicySet {
-    engine: Result<regorus::Engine, String>,
+    engine: Result<regorus::Engine, Failure>,
     /// SHA-256 over every file's path and contents, recorded with each decision.
     pub hash: String,
+    /// The `.rego` files loaded.
     pub files: Vec<PathBuf>,
+    /// The `.json` data documents merged into `data`.
+    pub data_files: Vec<PathBuf>,
+    fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    diagnostics: Vec<Diagnostic>,
+    /// One `file:line:col: message` line per diagnostic.
+    summary: String,
 }
 
 impl PolicySet {
-    /// Loads every `.rego` file under `dirs` (recursively, in sorted order). Never fails: a set that
-    /// does not compile is returned with its error, and denies everything it is asked about.
+    /// Loads every policy file under `dirs` (recursively, in sorted order), as `behavry wrap`
+    /// enforces them. Never fails: a set that does not compile, or contains a file others can
+    /// write, is returned with its problems and denies everything it is asked about.
     pub fn load(dirs: &[PathBuf], eval_timeout: Duration) -> PolicySet {
-        let mut files = Vec::new();
-        let mut errors = Vec::new();
-        for dir in dirs {
-            if let Err(e) = collect_rego(dir, &mut files) {
-                errors.push(format!("{}: {e}", dir.display()));
+        PolicySet::from_scan(source::scan(dirs, Scan::ENFORCE), eval_timeout)
+    }
+
+    /// Compiles files already read. Problems found while reading make the set unusable, but the
+    /// files that could be read are still compiled so every error is reported at once.
+    pub fn from_scan(sources: Sources, eval_timeout: Duration) -> PolicySet {
+        let hash = sources.hash();
+        let fingerprint = sources.fingerprint();
+        let of_kind = |kind: Kind| {
+            sources
+                .files
+                .iter()
+                .filter(|f| f.kind == kind)
+                .map(|f| f.path.clone())
+                .collect::<Vec<_>>()
+        };
+        let (files, data_files) = (of_kind(Kind::Rego), of_kind(Kind::Data));
+        let mut diagnostics = sources.problems;
+        let compiled = compile(&sources.files, eval_timeout);
+        let engine = match compiled {
+            Ok(engine) if diagnostics.is_empty() => Ok(engine),
+            Ok(_) => Err(Failure::new(diagnostics)),
+            Err(errors) => {
+                diagnostics.extend(errors);
+                Err(Failure::new(diagnostics))
             }
-        }
-        files.sort();
-        files.dedup();
-        let mut sources = Vec::new();
-        for file in &files {
-            match std::fs::read_to_string(file) {
-                Ok(text) => sources.push((file.display().to_string(), text)),
-                Err(e) => errors.push(format!("{}: {e}", file.display())),
-            }
-        }
-        let hash = hash_sources(&sources);
-        let engine = if errors.is_empty() {
-            compile(&sources, eval_timeout)
-        } else {
-            Err(errors.join("\n"))
         };
         PolicySet {
             engine,
             hash,
             files,
+            data_files,
+            fingerprint,
         }
     }
 
     /// Compiles policies given as (name, text) pairs; for tests and tools that do not read files.
     pub fn from_sources(sources: &[(String, String)], eval_timeout: Duration) -> PolicySet {
-        PolicySet {
-            engine: compile(sources, eval_timeout),
-            hash: hash_sources(sources),
-            files: Vec::new(),
+        let files = sources
+            .iter()
+            .map(|(name, text)| SourceFile {
+                path: PathBuf::from(name),
+                kind: Kind::Rego,
+                text: text.clone(),
+            })
+            .collect();
+        PolicySet::from_scan(
+            Sources {
+                files,
+                problems: Vec::new(),
+            },
+            eval_timeout,
+        )
+    }
+
+    /// The problems, one `file:line:col: message` per line, when the set is unusable.
+    pub fn error(&self) -> Option<&str> {
+        self.engine.as_ref().err().map(|f| f.summary.as_str())
+    }
+
+    /// Every problem that makes the set unusable (empty when it compiled).
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match &self.engine {
+            Ok(_) => &[],
+            Err(f) => &f.diagnostics,
         }
     }
 
-    /// The compile error, when the set is unusable.
-    pub fn error(&self) -> Option<&str> {
-        self.engine.as_ref().err().map(String::as_str)
+    /// The problems with source snippets under them, for a terminal.
+    pub fn error_report(&self) -> Option<String> {
+        let failure = self.engine.as_ref().err()?;
+        let rendered: Vec<String> = failure.diagnostics.iter().map(Diagnostic::render).collect();
+        Some(rendered.join("\n"))
+    }
+
+    /// The compiled engine (already prepared), when the set compiled.
+    pub fn engine(&self) -> Option<&regorus::Engine> {
+        self.engine.as_ref().ok()
+    }
+
+    /// Changes whenever reloading the same directories would give a different set.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Decides one input. Any error (compile, evaluation, timeout, malformed result) is a deny with
@@ -177,7 +248,10 @@ impl PolicySet {
     pub fn decide(&self, input: &Value) -> Verdict {
         let engine = match &self.engine {
             Ok(engine) => engine,
-            Err(e) => return Verdict::fail_closed(format!("policies failed to compile: {e}")),
+            Err(f) => {
+                let one_line = f.summary.replace('\n', "; ");
+                return Verdict::fail_closed(format!("policies failed to compile: {one_line}"));
+            }
         };
         let decide_one = |input: &Value| {
             evaluate(engine.clone(), input)
@@ -204,41 +278,18 @@ impl PolicySet {
     }
 }
 
-fn collect_rego(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        // A policy dir that does not exist yet holds no policies; default deny covers it.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_rego(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "rego") {
-            out.push(path);
+impl Failure {
+    fn new(diagnostics: Vec<Diagnostic>) -> Failure {
+        let lines: Vec<String> = diagnostics.iter().map(Diagnostic::to_string).collect();
+        Failure {
+            summary: lines.join("\n"),
+            diagnostics,
         }
     }
-    Ok(())
 }
 
-fn hash_sources(sources: &[(String, String)]) -> String {
-    let mut hasher = Sha256::new();
-    for (name, text) in sources {
-        // Length prefixes keep ("ab","c") and ("a","bc") apart.
-        hasher.update((name.len() as u64).to_le_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update((text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
-    }
-    let digest = hasher.finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn compile(
-    sources: &[(String, String)],
-    eval_timeout: Duration,
-) -> Result<regorus::Engine, String> {
+/// A fresh engine with behavry's settings: OPA's lenient builtins and a bound on evaluation time.
+pub fn new_engine(eval_timeout: Duration) -> regorus::Engine {
     let mut engine = regorus::Engine::new();
     // OPA semantics: a builtin given the wrong type is undefined, not an error.
     engine.set_strict_builtin_errors(false);
@@ -247,18 +298,79 @@ fn compile(
         check_interval: NonZeroU32::MIN.saturating_add(63),
     });
     engine
-        .add_policy("behavry/decision.rego".into(), DECISION_MODULE.into())
-        .map_err(|e| format!("internal decision module: {e}"))?;
-    for (name, text) in sources {
-        engine
-            .add_policy(name.clone(), text.clone())
-            .map_err(|e| e.to_string())?;
+}
+
+/// Parses every file (collecting every syntax error, not just the first), merges the data
+/// documents, then evaluates the decision rules once so that errors regorus finds only at
+/// evaluation are reported at load. The engine returned is prepared: clones of it evaluate at once.
+fn compile(files: &[SourceFile], eval_timeout: Duration) -> Result<regorus::Engine, Vec<Diagnostic>> {
+    let mut engine = new_engine(eval_timeout);
+    engine
+        .add_policy(DECISION_FILE.into(), DECISION_MODULE.into())
+        .map_err(|e| vec![Diagnostic::new(None, format!("internal decision module: {e}"))])?;
+    let mut errors = Vec::new();
+    for file in files.iter().filter(|f| f.kind == Kind::Rego) {
+        let name = file.name();
+        if let Err(e) = engine.add_policy(name.clone(), file.text.clone()) {
+            errors.push(Diagnostic::from_regorus(&e.to_string(), Some(&name)));
+        }
     }
-    // regorus finishes compiling (rule conflicts, unsafe variables) at the first evaluation; do it
-    // now so a broken set is reported at load, not at the first tool call.
-    let mut probe = engine.clone();
-    evaluate_raw(&mut probe, &serde_json::json!({})).map_err(|e| e.to_string())?;
+    for file in files.iter().filter(|f| f.kind == Kind::Data) {
+        if let Err(e) = add_data(&mut engine, file) {
+            errors.push(e);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for (input, what) in [(json!({}), None), (sample_input(), Some("a sample input"))] {
+        engine.set_input(regorus::Value::from(input));
+        for rule in PROBED_RULES {
+            if let Err(e) = engine.eval_rule(format!("data.behavry.decision.{rule}")) {
+                let mut d = Diagnostic::from_regorus(&e.to_string(), None);
+                if let Some(what) = what {
+                    d.message = format!("{} (evaluating `{rule}` against {what})", d.message);
+                }
+                return Err(vec![d]);
+            }
+        }
+    }
     Ok(engine)
+}
+
+/// Merges one JSON data document into `data`.
+fn add_data(engine: &mut regorus::Engine, file: &SourceFile) -> Result<(), Diagnostic> {
+    let name = file.name();
+    let value: Value = serde_json::from_str(&file.text).map_err(|e| {
+        Diagnostic::new(
+            Some(format!("{name}:{}:{}", e.line(), e.column())),
+            format!("not valid JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(Diagnostic::file(
+            &name,
+            "a data document must be a JSON object (its keys are merged into `data`)",
+        ));
+    }
+    engine
+        .add_data(regorus::Value::from(value))
+        .map_err(|e| Diagnostic::file(&name, format!("cannot merge into `data`: {e}")))
+}
+
+/// An input of the documented shape, for validating a set before it is put in force.
+pub fn sample_input() -> Value {
+    json!({
+        "agent": {"id": "agent-uuid", "name": "claude-code", "role": "developer", "risk_tier": "low"},
+        "action": {"type": "write", "tool": "filesystem/write_file", "name": "write_file",
+                   "arguments": {"path": "/prod/config.yaml", "content": ""}, "annotations": {}},
+        "resource": {"path": "/prod/config.yaml", "paths": ["/prod/config.yaml"], "server": "filesystem"},
+        "session": {"id": "session-uuid", "duration_seconds": 120, "project_dir": "/home/user/project"},
+        "requester": {"id": "user@example.com", "channel": "claude-code"},
+        "behavry": {"config_dir": "/home/user/.config/behavry", "data_dir": "/home/user/.local/share/behavry",
+                    "policy_dirs": ["/home/user/.config/behavry/policies"],
+                    "protected": ["/home/user/.config/behavry", "/home/user/.local/share/behavry"]},
+    })
 }
 
 fn evaluate_raw(engine: &mut regorus::Engine, input: &Value) -> anyhow::Result<Value> {

@@ -268,6 +268,17 @@ impl Governed {
     }
 }
 
+/// behavry's own directories, as `input.behavry`: a policy protects them from the agent (the
+/// shipped `base` policy denies every call that touches them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BehavryDirs {
+    pub config_dir: String,
+    pub data_dir: String,
+    pub policy_dirs: Vec<String>,
+    /// Every directory above, also with symlinks resolved: the prefixes no call may touch.
+    pub protected: Vec<String>,
+}
+
 /// Everything about the wrapper run that goes into every input.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -284,6 +295,7 @@ pub struct Context {
     pub cwd: PathBuf,
     pub home: Option<PathBuf>,
     pub action_types: BTreeMap<String, ActionType>,
+    pub behavry: BehavryDirs,
 }
 
 /// The request-specific facts the input needs beyond the request itself.
@@ -345,6 +357,7 @@ pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
         "resource": resource,
         "session": session,
         "requester": { "id": ctx.requester_id, "channel": client },
+        "behavry": ctx.behavry,
     });
     Built {
         input,
@@ -455,6 +468,12 @@ mod tests {
             cwd: PathBuf::from("/srv/app"),
             home: Some(PathBuf::from("/home/alice")),
             action_types: BTreeMap::new(),
+            behavry: BehavryDirs {
+                config_dir: "/home/alice/.config/behavry".into(),
+                data_dir: "/home/alice/.local/share/behavry".into(),
+                policy_dirs: vec!["/home/alice/.config/behavry/policies".into()],
+                protected: vec!["/home/alice/.config/behavry".into()],
+            },
         }
     }
 
@@ -564,6 +583,9 @@ mod tests {
             "resource": {"path": "/prod/config.yaml", "paths": ["/prod/config.yaml"], "server": "filesystem"},
             "session": {"id": "s-1", "duration_seconds": 120, "project_dir": "/home/alice/code"},
             "requester": {"id": "alice", "channel": "claude-code"},
+            "behavry": {"config_dir": "/home/alice/.config/behavry", "data_dir": "/home/alice/.local/share/behavry",
+                        "policy_dirs": ["/home/alice/.config/behavry/policies"],
+                        "protected": ["/home/alice/.config/behavry"]},
         });
         assert_eq!(built.input, want);
     }

@@ -10,6 +10,7 @@
 pub mod child;
 pub mod frame;
 pub mod message;
+mod reload;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,7 +27,7 @@ use crate::audit::{AuditHandle, DecisionRow, Outcome};
 use crate::config::{os_user, Config};
 use crate::note;
 use crate::policy::input::{self, Governed};
-use crate::policy::{Decision, PolicySet, Verdict};
+use crate::policy::{Decision, Live, PolicySet, Verdict};
 use frame::{Frame, FrameReader};
 use message::{Kind, INVALID_REQUEST, PARSE_ERROR, POLICY_DENIED};
 
@@ -44,6 +45,8 @@ pub struct WrapOptions {
     pub policy_dirs: Vec<PathBuf>,
     pub database: PathBuf,
     pub config: Config,
+    /// `input.behavry`: behavry's own directories, for policies to protect.
+    pub behavry_dirs: input::BehavryDirs,
 }
 
 /// What to do when the server answers a request the client sent.
@@ -56,7 +59,8 @@ enum Pending {
 
 struct Relay {
     ctx: input::Context,
-    policy: PolicySet,
+    /// The policy set in force; hot reload swaps it (see [`crate::policy::watch`]).
+    policy: Live,
     audit: AuditHandle,
     started: Instant,
     max_frame: usize,
@@ -83,17 +87,15 @@ where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin + Send + 'static,
 {
-    let policy = PolicySet::load(
-        &opts.policy_dirs,
-        Duration::from_millis(opts.config.wrap.eval_timeout_ms),
-    );
+    let eval_timeout = Duration::from_millis(opts.config.wrap.eval_timeout_ms);
+    let policy = PolicySet::load(&opts.policy_dirs, eval_timeout);
     let dirs = opts
         .policy_dirs
         .iter()
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    if let Some(e) = policy.error() {
+    if let Some(e) = policy.error_report() {
         note!("policies failed to compile; every governed call will be denied until they are fixed:\n{e}");
     } else if policy.files.is_empty() {
         note!("no .rego files in {dirs}; every governed call will be denied (default deny)");
@@ -102,6 +104,14 @@ where
     if let Some(e) = audit.error() {
         note!("audit store unavailable; every governed call will be denied: {e}");
     }
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let (policy, watcher) = crate::policy::watch::watch(
+        opts.policy_dirs.clone(),
+        eval_timeout,
+        policy,
+        reload::reporter(audit.clone(), session_id.clone(), opts.server.clone()),
+        |problem| note!("{problem}"),
+    );
 
     let mut server = child::spawn(&opts.program, &opts.args)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start `{}`: {e}", opts.program)))?;
@@ -127,13 +137,14 @@ where
             role: config.agent.role.clone(),
             risk_tier: config.agent.risk_tier.clone(),
             requester_id: config.requester.id.clone().unwrap_or_else(os_user),
-            session_id: uuid::Uuid::new_v4().to_string(),
+            session_id,
             project_dir: std::env::var("CLAUDE_PROJECT_DIR")
                 .ok()
                 .filter(|d| !d.is_empty()),
             cwd,
             home: std::env::var_os("HOME").map(PathBuf::from),
             action_types: config.action_types.clone(),
+            behavry: opts.behavry_dirs.clone(),
         },
         policy,
         audit,
@@ -186,7 +197,12 @@ where
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), server_writer).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), client_writer).await;
-    let _ = tokio::task::spawn_blocking(move || audit_thread.finish()).await;
+    // Stop reloading before the audit thread stops, so no reload event is lost.
+    let _ = tokio::task::spawn_blocking(move || {
+        drop(watcher);
+        audit_thread.finish();
+    })
+    .await;
     Ok(child::exit_code(status))
 }
 
@@ -383,6 +399,8 @@ impl Relay {
         governed: Result<Governed, String>,
         request: Value,
     ) {
+        // One snapshot per decision: it decides, and its hash goes into the row.
+        let policy = self.policy.current();
         let client_name = lock(&self.client_name).clone();
         let channel = client_name.clone().unwrap_or_else(|| "unknown".into());
         let (verdict, tool, arguments, action_type, resource_path) = match &governed {
@@ -397,7 +415,7 @@ impl Relay {
                     session_seconds: self.started.elapsed().as_secs(),
                 };
                 let built = input::build(&self.ctx, g, &facts);
-                let verdict = explain(self.policy.decide(&built.input));
+                let verdict = explain(policy.decide(&built.input));
                 let agent = built
                     .input
                     .pointer("/agent/name")
@@ -446,7 +464,7 @@ impl Relay {
             agent,
             requester: self.ctx.requester_id.clone(),
             channel,
-            policy_hash: self.policy.hash.clone(),
+            policy_hash: policy.hash.clone(),
             request_id: message::id_key(&id),
         };
         let reasons = match self.audit.record(row).await {

@@ -1,0 +1,80 @@
+//! Tells the user and the audit trail about policy reloads: a note on stderr (never stdout, the
+//! MCP channel) and a `policy_reload` / `policy_reload_failed` event row.
+
+use serde_json::json;
+
+use crate::audit::store::{EventRow, POLICY_RELOAD, POLICY_RELOAD_FAILED};
+use crate::audit::AuditHandle;
+use crate::note;
+use crate::policy::watch::Reload;
+use crate::policy::PolicySet;
+
+/// The callback the policy watcher calls after each reload.
+pub(super) fn reporter(
+    audit: AuditHandle,
+    session_id: String,
+    server: String,
+) -> impl FnMut(Reload<'_>) + Send + 'static {
+    move |reload| {
+        let (kind, policy_hash, detail) = match reload {
+            Reload::Applied { set } => {
+                note!(
+                    "policies reloaded: {} in force (hash {})",
+                    count(set),
+                    short(&set.hash)
+                );
+                (POLICY_RELOAD, Some(set.hash.clone()), json!({ "files": files(set) }))
+            }
+            Reload::Rejected { failed, kept } => {
+                let errors: Vec<String> =
+                    failed.diagnostics().iter().map(ToString::to_string).collect();
+                let report = failed.error_report().unwrap_or_default();
+                match kept {
+                    Some(kept) => note!(
+                        "policy reload failed; the previous policies (hash {}) stay in force:\n{report}",
+                        short(&kept.hash)
+                    ),
+                    None => note!(
+                        "policy reload failed; every governed call stays denied until the policies compile:\n{report}"
+                    ),
+                }
+                (
+                    POLICY_RELOAD_FAILED,
+                    kept.map(|k| k.hash.clone()),
+                    json!({ "errors": errors, "rejected_hash": failed.hash, "files": files(failed) }),
+                )
+            }
+        };
+        audit.event(EventRow {
+            kind: kind.into(),
+            session_id: session_id.clone(),
+            server: server.clone(),
+            policy_hash,
+            detail,
+        });
+    }
+}
+
+fn files(set: &PolicySet) -> Vec<String> {
+    set.files
+        .iter()
+        .chain(&set.data_files)
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+fn count(set: &PolicySet) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    match set.data_files.len() {
+        0 => plural(set.files.len(), "policy file"),
+        n => format!(
+            "{} and {}",
+            plural(set.files.len(), "policy file"),
+            plural(n, "data document")
+        ),
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
