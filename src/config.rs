@@ -70,7 +70,10 @@ impl Paths {
                 .to_string()
         };
         let mut protected = Vec::new();
-        for dir in [&self.config_dir, &self.data_dir].into_iter().chain(policy_dirs) {
+        for dir in [&self.config_dir, &self.data_dir]
+            .into_iter()
+            .chain(policy_dirs)
+        {
             protected.push(absolute(dir));
             if let Ok(real) = std::fs::canonicalize(dir) {
                 protected.push(real.display().to_string());

@@ -10,7 +10,7 @@ use crate::audit::{LogEntry, LogFilter, Store};
 use crate::config::Paths;
 
 /// How often `--follow` looks for new rows.
-const FOLLOW_POLL: Duration = Duration::from_millis(250);
+pub(super) const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 pub fn run(args: LogArgs) -> anyhow::Result<i32> {
     let paths = Paths::resolve()?;
@@ -33,6 +33,9 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
+    if args.events {
+        return super::events::run(args, &store, since);
+    }
     let default_limit = if args.json { None } else { Some(50) };
     let mut filter = LogFilter {
         decision: args.decision,

@@ -1,6 +1,8 @@
 //! The command line. Parsing, dispatch and the one place errors become exit codes.
 
+mod events;
 mod log;
+mod policy;
 mod wrap;
 
 use std::path::PathBuf;
@@ -21,7 +23,8 @@ const EXIT_ERROR: i32 = 1;
         before it moves on. `behavry log` shows the audit trail.",
     after_help = "Examples:\n  \
         claude mcp add fs -- behavry wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/code\n  \
-        behavry log --decision deny --since 1h\n\n\
+        behavry log --decision deny --since 1h\n  \
+        behavry policy check\n\n\
         Files: BEHAVRY_HOME=<dir> keeps config.toml, policies/ and behavry.db in one directory."
 )]
 struct Cli {
@@ -33,6 +36,7 @@ struct Cli {
 enum Command {
     Wrap(WrapArgs),
     Log(LogArgs),
+    Policy(policy::PolicyArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
     /// A minimal MCP server for tests and benchmarks.
@@ -66,7 +70,8 @@ struct WrapArgs {
     behavry log\n  \
     behavry log --decision deny --since 1h\n  \
     behavry log --tool fs/write_file --json | jq .reasons\n  \
-    behavry log --follow")]
+    behavry log --follow\n  \
+    behavry log --events --json")]
 struct LogArgs {
     /// One JSON object per line instead of a table
     #[arg(long)]
@@ -92,6 +97,9 @@ struct LogArgs {
     /// Keep printing new rows as they are recorded
     #[arg(long)]
     follow: bool,
+    /// Show policy events (reloads, rejected reloads) instead of decisions
+    #[arg(long, conflicts_with_all = ["decision", "tool"])]
+    events: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -100,6 +108,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Wrap(args) => wrap::run(args),
         Command::Log(args) => log::run(args),
+        Command::Policy(args) => policy::run(args),
         Command::Paths => paths(),
         Command::MockServer => crate::mock::run().map(|()| 0).map_err(anyhow::Error::from),
     };

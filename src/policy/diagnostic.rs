@@ -125,8 +125,12 @@ mod tests {
 
     #[test]
     fn errors_without_a_place_keep_their_text() {
-        let d = Diagnostic::from_regorus("value for key `a` generated multiple times", Some("d.json"));
-        assert_eq!(d.to_string(), "d.json: value for key `a` generated multiple times");
+        let d =
+            Diagnostic::from_regorus("value for key `a` generated multiple times", Some("d.json"));
+        assert_eq!(
+            d.to_string(),
+            "d.json: value for key `a` generated multiple times"
+        );
         let d = Diagnostic::from_regorus("oops", None);
         assert_eq!(d.render(), "oops");
     }

@@ -303,11 +303,19 @@ pub fn new_engine(eval_timeout: Duration) -> regorus::Engine {
 /// Parses every file (collecting every syntax error, not just the first), merges the data
 /// documents, then evaluates the decision rules once so that errors regorus finds only at
 /// evaluation are reported at load. The engine returned is prepared: clones of it evaluate at once.
-fn compile(files: &[SourceFile], eval_timeout: Duration) -> Result<regorus::Engine, Vec<Diagnostic>> {
+fn compile(
+    files: &[SourceFile],
+    eval_timeout: Duration,
+) -> Result<regorus::Engine, Vec<Diagnostic>> {
     let mut engine = new_engine(eval_timeout);
     engine
         .add_policy(DECISION_FILE.into(), DECISION_MODULE.into())
-        .map_err(|e| vec![Diagnostic::new(None, format!("internal decision module: {e}"))])?;
+        .map_err(|e| {
+            vec![Diagnostic::new(
+                None,
+                format!("internal decision module: {e}"),
+            )]
+        })?;
     let mut errors = Vec::new();
     for file in files.iter().filter(|f| f.kind == Kind::Rego) {
         let name = file.name();

@@ -175,10 +175,7 @@ mod tests {
             ]
         );
         assert_eq!(m.rule_path("test_x"), "data.behavry.authz.test_x");
-        assert_eq!(
-            data_path(&["a".into(), "b.c".into()]),
-            "data.a[\"b.c\"]"
-        );
+        assert_eq!(data_path(&["a".into(), "b.c".into()]), "data.a[\"b.c\"]");
     }
 
     #[test]
@@ -186,7 +183,8 @@ mod tests {
         let set = PolicySet::from_sources(
             &[(
                 "p.rego".into(),
-                "package behavry.authz\nimport rego.v1\nallow if input.a\nhelper if nosuch.fn(1)\n".into(),
+                "package behavry.authz\nimport rego.v1\nallow if input.a\nhelper if nosuch.fn(1)\n"
+                    .into(),
             )],
             Duration::from_secs(1),
         );

@@ -91,7 +91,10 @@ impl Sources {
     pub fn fingerprint(&self) -> String {
         let problems: Vec<String> = self.problems.iter().map(Diagnostic::to_string).collect();
         let joined = problems.join("\n");
-        hash_pairs([("hash", self.hash().as_str()), ("problems", joined.as_str())])
+        hash_pairs([
+            ("hash", self.hash().as_str()),
+            ("problems", joined.as_str()),
+        ])
     }
 }
 
@@ -289,15 +292,20 @@ mod tests {
         let s = scan(std::slice::from_ref(&root), Scan::ENFORCE);
         let problems: Vec<String> = s.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("directory is writable by others (mode 0757)")
-            && p.ends_with(&format!("chmod go-w {}", root.display()))));
+        assert!(problems.iter().any(
+            |p| p.contains("directory is writable by others (mode 0757)")
+                && p.ends_with(&format!("chmod go-w {}", root.display()))
+        ));
         let bad = root.join("bad.rego");
-        assert!(problems.iter().any(|p| p.starts_with(&format!("{}: file is writable by its group", bad.display()))
+        assert!(problems.iter().any(|p| p
+            .starts_with(&format!("{}: file is writable by its group", bad.display()))
             && p.ends_with(&format!("chmod go-w {}", bad.display()))));
         assert_eq!(s.files.len(), 1, "the refused file is not read");
 
         // Tests run on a working tree, whatever its umask.
-        assert!(scan(std::slice::from_ref(&root), Scan::TEST).problems.is_empty());
+        assert!(scan(std::slice::from_ref(&root), Scan::TEST)
+            .problems
+            .is_empty());
     }
 
     #[test]
@@ -320,9 +328,13 @@ mod tests {
         let root = dir.path().to_path_buf();
         write(&root.join("p.rego"), "x", 0o666);
         let before = scan(std::slice::from_ref(&root), Scan::ENFORCE);
-        std::fs::set_permissions(root.join("p.rego"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(root.join("p.rego"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
         let after = scan(std::slice::from_ref(&root), Scan::ENFORCE);
         assert_ne!(before.fingerprint(), after.fingerprint());
-        assert_eq!(after.fingerprint(), scan(&[root], Scan::ENFORCE).fingerprint());
+        assert_eq!(
+            after.fingerprint(),
+            scan(&[root], Scan::ENFORCE).fingerprint()
+        );
     }
 }

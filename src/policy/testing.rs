@@ -21,7 +21,9 @@ pub struct Case {
 pub enum Outcome {
     Pass,
     /// Evaluated to `false`, or was undefined (some expression in its body did not hold).
-    Fail { value: String },
+    Fail {
+        value: String,
+    },
     /// Evaluation stopped with an error (conflict, timeout, unknown function…).
     Error(Diagnostic),
 }
@@ -83,7 +85,8 @@ mod tests {
     use super::*;
     use crate::policy::PolicySet;
 
-    const POLICY: &str = "package behavry.authz\nimport rego.v1\nallow if input.action.type == \"read\"\n";
+    const POLICY: &str =
+        "package behavry.authz\nimport rego.v1\nallow if input.action.type == \"read\"\n";
     const TESTS: &str = r#"package behavry.authz_test
 import rego.v1
 
@@ -123,9 +126,24 @@ test_helper(x) := x
         let outcomes: Vec<Outcome> = cases.iter().map(|c| run(engine, c).outcome).collect();
         assert_eq!(outcomes[0], Outcome::Pass);
         assert_eq!(outcomes[1], Outcome::Pass);
-        assert_eq!(outcomes[2], Outcome::Fail { value: "undefined".into() });
-        assert_eq!(outcomes[3], Outcome::Fail { value: "false".into() });
-        assert_eq!(outcomes[4], Outcome::Fail { value: "undefined".into() });
+        assert_eq!(
+            outcomes[2],
+            Outcome::Fail {
+                value: "undefined".into()
+            }
+        );
+        assert_eq!(
+            outcomes[3],
+            Outcome::Fail {
+                value: "false".into()
+            }
+        );
+        assert_eq!(
+            outcomes[4],
+            Outcome::Fail {
+                value: "undefined".into()
+            }
+        );
         assert!(
             matches!(&outcomes[5], Outcome::Error(d) if d.location.as_deref() == Some("p_test.rego:10:1")),
             "{:?}",

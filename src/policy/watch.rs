@@ -109,11 +109,8 @@ pub fn watch(
     let thread = std::thread::Builder::new()
         .name("behavry-policy-watch".into())
         .spawn(move || reloader.run(rx, events));
-    let thread = match thread {
-        Ok(thread) => Some(thread),
-        // Without the thread the initial set simply stays in force.
-        Err(_) => None,
-    };
+    // Without the thread the initial set simply stays in force.
+    let thread = thread.ok();
     (
         Live(receiver),
         Watcher {
@@ -254,7 +251,9 @@ impl Watches {
                 }
             };
             // A recursive watch on a path beats a plain one asked for by another directory.
-            let entry = wanted.entry(path.clone()).or_insert((mode, identity(&path)));
+            let entry = wanted
+                .entry(path.clone())
+                .or_insert((mode, identity(&path)));
             if mode == RecursiveMode::Recursive {
                 entry.0 = mode;
             }
@@ -298,7 +297,10 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 fn nearest_existing_ancestor(path: &Path) -> Option<PathBuf> {
-    path.ancestors().skip(1).find(|p| p.is_dir()).map(Path::to_path_buf)
+    path.ancestors()
+        .skip(1)
+        .find(|p| p.is_dir())
+        .map(Path::to_path_buf)
 }
 
 #[cfg(test)]
@@ -332,7 +334,10 @@ mod tests {
         panic!("the policy never started to {want}");
     }
 
-    fn events() -> (Arc<Mutex<Vec<String>>>, impl FnMut(Reload<'_>) + Send + 'static) {
+    fn events() -> (
+        Arc<Mutex<Vec<String>>>,
+        impl FnMut(Reload<'_>) + Send + 'static,
+    ) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         let report = move |r: Reload<'_>| {
@@ -369,7 +374,12 @@ mod tests {
 
         save(&file, BROKEN);
         let start = Instant::now();
-        while !log.lock().unwrap().iter().any(|l| l.starts_with("rejected")) {
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("rejected"))
+        {
             assert!(start.elapsed() < WAIT, "no rejection reported");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -382,7 +392,10 @@ mod tests {
         drop(watcher);
         let log = log.lock().unwrap();
         assert!(log[0].starts_with("applied"), "{log:?}");
-        assert!(log[1].contains("p.rego:3:1") && log[1].ends_with(&format!("kept {}", &log[0][8..16])), "{log:?}");
+        assert!(
+            log[1].contains("p.rego:3:1") && log[1].ends_with(&format!("kept {}", &log[0][8..16])),
+            "{log:?}"
+        );
         assert_eq!(log[2], format!("applied {}", &allow_hash[..8]));
     }
 
@@ -391,7 +404,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let policies = dir.path().join("later/policies");
         let dirs = vec![policies.clone()];
-        let initial = PolicySet::from_sources(&[("x.rego".into(), BROKEN.into())], Duration::from_secs(1));
+        let initial =
+            PolicySet::from_sources(&[("x.rego".into(), BROKEN.into())], Duration::from_secs(1));
         let (log, report) = events();
         let (live, _watcher) = watch(dirs, Duration::from_secs(1), initial, report, |_| {});
         assert!(live.current().error().is_some());
@@ -403,7 +417,9 @@ mod tests {
 
     #[test]
     fn reads_are_not_changes() {
-        let read = notify::Event::new(EventKind::Access(AccessKind::Open(notify::event::AccessMode::Any)));
+        let read = notify::Event::new(EventKind::Access(AccessKind::Open(
+            notify::event::AccessMode::Any,
+        )));
         assert!(!relevant(&Ok(read)));
         let written = notify::Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)));
         assert!(relevant(&Ok(written)));

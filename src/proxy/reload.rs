@@ -23,11 +23,18 @@ pub(super) fn reporter(
                     count(set),
                     short(&set.hash)
                 );
-                (POLICY_RELOAD, Some(set.hash.clone()), json!({ "files": files(set) }))
+                (
+                    POLICY_RELOAD,
+                    Some(set.hash.clone()),
+                    json!({ "files": files(set) }),
+                )
             }
             Reload::Rejected { failed, kept } => {
-                let errors: Vec<String> =
-                    failed.diagnostics().iter().map(ToString::to_string).collect();
+                let errors: Vec<String> = failed
+                    .diagnostics()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 let report = failed.error_report().unwrap_or_default();
                 match kept {
                     Some(kept) => note!(

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -25,7 +26,10 @@ pub struct Home {
 impl Home {
     pub fn new() -> Home {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("policies")).expect("policies dir");
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).expect("policies dir");
+        // behavry refuses policies others can write; don't depend on the umask tests run under.
+        chmod(&policies, 0o755);
         Home { dir }
     }
 
@@ -39,8 +43,22 @@ impl Home {
         self.dir.path()
     }
 
+    pub fn policy_dir(&self) -> PathBuf {
+        self.path().join("policies")
+    }
+
     pub fn policy(&self, name: &str, text: &str) {
-        std::fs::write(self.path().join("policies").join(name), text).expect("write policy");
+        let path = self.policy_dir().join(name);
+        std::fs::write(&path, text).expect("write policy");
+        chmod(&path, 0o644);
+    }
+
+    /// Replaces a policy file the way editors save: a temporary file renamed over the old one.
+    pub fn save_policy(&self, name: &str, text: &str) {
+        let tmp = self.policy_dir().join(format!(".{name}.swp"));
+        std::fs::write(&tmp, text).expect("write temporary file");
+        chmod(&tmp, 0o644);
+        std::fs::rename(&tmp, self.policy_dir().join(name)).expect("rename over the policy");
     }
 
     pub fn config(&self, text: &str) {
@@ -81,6 +99,11 @@ impl Home {
             .lines()
             .map(|l| serde_json::from_str(l).expect("log line is JSON"))
             .collect()
+    }
+
+    /// `behavry log --events --json`, parsed: the policy reload events.
+    pub fn events(&self) -> Vec<Value> {
+        self.log(&["--events"])
     }
 
     /// Starts `behavry wrap --name mock -- behavry mock-server`.
@@ -251,4 +274,20 @@ pub fn is_error(reply: &Value) -> bool {
 
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run behavry")
+}
+
+pub fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Polls `check` every 20 ms until it holds or [`WAIT`] passes; returns whether it held.
+pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < WAIT {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }

@@ -164,19 +164,48 @@ mod tests {
         let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
         assert_eq!(store.last_event_id().unwrap(), None);
         let a = store.record_event(&event(POLICY_RELOAD, "fs")).unwrap();
-        store.record_event(&event(POLICY_RELOAD_FAILED, "gh")).unwrap();
+        store
+            .record_event(&event(POLICY_RELOAD_FAILED, "gh"))
+            .unwrap();
         let all = store.query_events(&EventFilter::default()).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].kind, "policy_reload");
         assert_eq!(all[0].detail, json!({"files": ["p.rego"]}));
         assert_eq!(all[1].server, "gh");
         let only = |f: EventFilter| store.query_events(&f).unwrap().len();
-        assert_eq!(only(EventFilter { kind: Some(POLICY_RELOAD_FAILED.into()), ..Default::default() }), 1);
-        assert_eq!(only(EventFilter { server: Some("fs".into()), ..Default::default() }), 1);
-        assert_eq!(only(EventFilter { after_id: Some(a), ..Default::default() }), 1);
-        assert_eq!(only(EventFilter { limit: Some(1), ..Default::default() }), 1);
+        assert_eq!(
+            only(EventFilter {
+                kind: Some(POLICY_RELOAD_FAILED.into()),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            only(EventFilter {
+                server: Some("fs".into()),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            only(EventFilter {
+                after_id: Some(a),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            only(EventFilter {
+                limit: Some(1),
+                ..Default::default()
+            }),
+            1
+        );
         assert_eq!(store.last_event_id().unwrap(), Some(a + 1));
         // Decisions are untouched by events.
-        assert!(store.query(&super::super::LogFilter::default()).unwrap().is_empty());
+        assert!(store
+            .query(&super::super::LogFilter::default())
+            .unwrap()
+            .is_empty());
     }
 }

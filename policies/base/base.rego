@@ -1,0 +1,79 @@
+# behavry's default policy for a developer machine.
+#
+# Looking is free; changes inside the project are free; anything else that changes the machine
+# waits for a person (`behavry approve`); secrets and behavry's own files are off limits.
+#
+#   call                                                          decision
+#   read, list, search (resources/read), prompts/get              allow
+#   write inside the project (CLAUDE_PROJECT_DIR)                 allow
+#   write outside the project, or when no project is known        escalate
+#   delete, execute, network, or a tool of unknown type           escalate
+#   read of a secret (~/.ssh, ~/.aws, .env*, keychains, …)        escalate
+#   anything else on a secret (write, delete, …)                  deny
+#   anything on behavry's config, policies or database            deny
+#
+# Deny beats escalate beats allow, so the last rows win over the first. A call that names several
+# paths is decided once per path and the strictest answer wins. The helpers are in lib.rego.
+package behavry.authz
+
+import data.behavry.base
+import rego.v1
+
+allow if input.action.type in {"read", "list", "search", "prompt"}
+
+allow if {
+	input.action.type == "write"
+	base.in_project(input.resource.path)
+}
+
+escalate if input.action.type in {"delete", "execute", "network", "unknown"}
+
+escalate if {
+	input.action.type == "write"
+	not base.in_project(input.resource.path)
+}
+
+escalate if {
+	input.action.type in base.reading
+	base.secret(input.resource.path)
+}
+
+deny if {
+	not input.action.type in base.reading
+	base.secret(input.resource.path)
+}
+
+deny if base.protected(input.resource.path)
+
+reasons contains sprintf("%s is behavry's own file (config, policies or audit log); agents may not touch it", [input.resource.path]) if {
+	base.protected(input.resource.path)
+}
+
+reasons contains sprintf("%s holds credentials; only a person may change it", [input.resource.path]) if {
+	not input.action.type in base.reading
+	base.secret(input.resource.path)
+}
+
+reasons contains sprintf("%s holds credentials; reading it needs approval", [input.resource.path]) if {
+	input.action.type in base.reading
+	base.secret(input.resource.path)
+}
+
+reasons contains sprintf("%s calls need approval", [input.action.type]) if {
+	input.action.type in {"delete", "execute", "network"}
+}
+
+reasons contains sprintf("%s does not say what it does (unknown type), so it needs approval", [input.action.tool]) if {
+	input.action.type == "unknown"
+}
+
+reasons contains sprintf("writes outside the project (%s) need approval", [input.session.project_dir]) if {
+	input.action.type == "write"
+	input.session.project_dir != ""
+	not base.in_project(input.resource.path)
+}
+
+reasons contains "writes need approval when no project directory is known (CLAUDE_PROJECT_DIR is unset)" if {
+	input.action.type == "write"
+	not input.session.project_dir
+}

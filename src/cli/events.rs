@@ -1,0 +1,85 @@
+//! `behavry log --events`: the policy events (reloads, rejected reloads) beside the decisions. A
+//! table on a terminal, JSON lines with `--json`; the decision log's JSON is untouched.
+
+use std::io::Write;
+
+use super::LogArgs;
+use crate::audit::{EventEntry, EventFilter, Store};
+
+pub fn run(args: LogArgs, store: &Store, since: Option<String>) -> anyhow::Result<i32> {
+    let default_limit = if args.json { None } else { Some(50) };
+    let mut filter = EventFilter {
+        kind: None,
+        server: args.server,
+        session: args.session,
+        since,
+        after_id: None,
+        limit: args.limit.or(default_limit).filter(|&l| l > 0),
+    };
+    let mut out = std::io::stdout().lock();
+    if !args.json {
+        writeln!(
+            out,
+            "{:<19}  {:<20}  {:<12}  {:<12}  DETAIL",
+            "TIME (UTC)", "EVENT", "SERVER", "POLICY HASH"
+        )?;
+    }
+    let rows = store.query_events(&filter)?;
+    let mut last = print(&mut out, &rows, args.json)?;
+    if !args.follow {
+        return Ok(0);
+    }
+    filter.limit = None;
+    if last.is_none() {
+        last = store.last_event_id()?;
+    }
+    loop {
+        std::thread::sleep(super::log::FOLLOW_POLL);
+        filter.after_id = last;
+        if let Some(id) = print(&mut out, &store.query_events(&filter)?, args.json)? {
+            last = Some(id);
+        }
+    }
+}
+
+fn print(out: &mut impl Write, rows: &[EventEntry], json: bool) -> anyhow::Result<Option<i64>> {
+    for row in rows {
+        if json {
+            serde_json::to_writer(&mut *out, row)?;
+            writeln!(out)?;
+        } else {
+            let time = row.ts.get(..19).unwrap_or(&row.ts).replace('T', " ");
+            let hash = row.policy_hash.as_deref().unwrap_or("-");
+            writeln!(
+                out,
+                "{time:<19}  {:<20}  {:<12}  {:<12}  {}",
+                row.kind,
+                row.server,
+                hash.get(..12).unwrap_or(hash),
+                summary(row)
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(rows.last().map(|r| r.id))
+}
+
+/// One line about the event: the errors of a rejected set, the file count of an applied one.
+fn summary(row: &EventEntry) -> String {
+    let list = |key: &str| {
+        row.detail
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let errors = list("errors");
+    if errors.is_empty() {
+        match list("files").len() {
+            1 => "1 file".to_owned(),
+            n => format!("{n} files"),
+        }
+    } else {
+        errors.join("; ")
+    }
+}
