@@ -17,15 +17,17 @@
 //! - [`config`]: where behavry keeps its files (`BEHAVRY_HOME`) and the user's `config.toml`.
 //! - [`proxy`]: spawns the server ([`proxy::child`]), reads frames ([`proxy::frame`]), classifies
 //!   JSON-RPC messages ([`proxy::message`]) and relays them, asking the policy about governed ones.
-//! - [`policy`]: builds the policy input from a request ([`policy::input`], pure) and evaluates it
-//!   with regorus ([`policy::engine`]).
+//! - [`policy`]: builds the policy input from a request ([`policy::input`], pure), reads the policy
+//!   directories ([`policy::source`]), compiles and evaluates with regorus ([`policy::engine`]),
+//!   hot-reloads on change, swapping only sets that compile ([`policy::watch`]), and backs the
+//!   `behavry policy` commands ([`policy::inspect`], [`policy::testing`]).
 //! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
 //!   ([`audit::writer`]).
-//! - [`cli`]: the command line: `wrap`, `log`, and the hidden mock server used by tests.
+//! - [`cli`]: the command line: `wrap`, `log`, `policy`, and the hidden mock server used by tests.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //!
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
-//! `log` command: in `wrap`, stdout is the protocol channel.
+//! `log`, `policy` and `paths` commands: in `wrap`, stdout is the protocol channel.
 
 pub mod audit;
 pub mod cli;

@@ -593,6 +593,114 @@ mod tests {
     }
 
     #[test]
+    fn the_decision_rule_agrees_with_combine() {
+        // `data.behavry.decision.decision` is what `test_*` rules check; it must say what the
+        // wrapper does.
+        for bits in 0..8u8 {
+            let (allow, deny, escalate) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
+            let p = set(&format!(
+                "package behavry.authz\nimport rego.v1\nallow := {allow}\ndeny := {deny}\nescalate := {escalate}\n"
+            ));
+            let mut engine = p.engine().expect("compiles").clone();
+            let got = engine
+                .eval_rule("data.behavry.decision.decision".into())
+                .expect("evaluates");
+            let want = Decision::combine(allow, deny, escalate).as_str();
+            assert_eq!(got, regorus::Value::from(want), "{allow} {deny} {escalate}");
+        }
+    }
+
+    #[test]
+    fn errors_only_a_real_input_reaches_are_found_at_load() {
+        // Conflicting values, but only for a write: the sample input (a write to /prod/) finds it.
+        let p = set("package behavry.authz\nimport rego.v1\nallow := true if input.action.type == \"write\"\nallow := false if input.resource.path\n");
+        let err = p.error().expect("rejected at load");
+        assert!(err.contains("against a sample input"), "{err}");
+        assert!(err.starts_with("p.rego:"), "{err}");
+    }
+
+    fn data_set(files: &[(&str, &str)]) -> PolicySet {
+        let files = files
+            .iter()
+            .map(|(name, text)| SourceFile {
+                path: PathBuf::from(name),
+                kind: if name.ends_with(".json") {
+                    Kind::Data
+                } else {
+                    Kind::Rego
+                },
+                text: (*text).to_owned(),
+            })
+            .collect();
+        PolicySet::from_scan(
+            Sources {
+                files,
+                problems: Vec::new(),
+            },
+            TIMEOUT,
+        )
+    }
+
+    #[test]
+    fn data_documents_are_merged_into_data() {
+        let rules = ("p.rego", "package behavry.authz\nimport rego.v1\nallow if input.user in data.users\ndeny if input.user in data.banned\n");
+        let p = data_set(&[
+            rules,
+            ("a.json", r#"{"users": ["ann"]}"#),
+            ("b.json", r#"{"banned": ["bob"]}"#),
+        ]);
+        assert!(p.error().is_none(), "{:?}", p.error());
+        assert_eq!(p.data_files.len(), 2);
+        assert_eq!(p.decide(&json!({"user": "ann"})).decision, Decision::Allow);
+        assert_eq!(p.decide(&json!({"user": "bob"})).decision, Decision::Deny);
+
+        let clash = data_set(&[
+            rules,
+            ("a.json", r#"{"users": "ann"}"#),
+            ("b.json", r#"{"users": "bob"}"#),
+        ]);
+        let err = clash.error().expect("merge conflict");
+        assert!(err.starts_with("b.json: cannot merge into `data`"), "{err}");
+
+        let bad = data_set(&[rules, ("a.json", "{\n  \"users\": [\n")]);
+        assert!(
+            bad.error()
+                .expect("bad JSON")
+                .starts_with("a.json:3:0: not valid JSON"),
+            "{:?}",
+            bad.error()
+        );
+        let not_object = data_set(&[rules, ("a.json", "[]")]);
+        assert!(not_object
+            .error()
+            .expect("not an object")
+            .contains("must be a JSON object"));
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported_and_the_reason_is_one_line() {
+        let p = PolicySet::from_sources(
+            &[
+                (
+                    "a.rego".into(),
+                    "package behavry.authz\nallow if {\n".into(),
+                ),
+                ("b.rego".into(), "package behavry.authz\ndeny if {\n".into()),
+            ],
+            TIMEOUT,
+        );
+        assert_eq!(p.diagnostics().len(), 2);
+        let reason = &p.decide(&json!({})).reasons[0];
+        assert!(
+            !reason.contains('\n')
+                && reason.contains("a.rego:3:1")
+                && reason.contains("b.rego:3:1"),
+            "{reason}"
+        );
+        assert!(p.error_report().expect("report").contains("^"));
+    }
+
+    #[test]
     fn hash_depends_on_names_and_contents() {
         let a = PolicySet::from_sources(&[("a".into(), "bc".into())], TIMEOUT).hash;
         let b = PolicySet::from_sources(&[("ab".into(), "c".into())], TIMEOUT).hash;

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -68,6 +69,15 @@ pub enum Reload<'a> {
 pub struct Watcher {
     stop: Option<mpsc::Sender<Message>>,
     thread: Option<JoinHandle<()>>,
+    scans: Arc<AtomicU64>,
+}
+
+impl Watcher {
+    /// How many times the directories were read so far (a cheap check that an idle watcher
+    /// stays idle).
+    pub fn scans(&self) -> u64 {
+        self.scans.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Watcher {
@@ -99,9 +109,11 @@ pub fn watch(
     let (sender, receiver) = watch::channel(Arc::new(initial));
     let (tx, rx) = mpsc::channel();
     let events = tx.clone();
+    let scans = Arc::new(AtomicU64::new(0));
     let reloader = Reloader {
         dirs,
         eval_timeout,
+        scans: scans.clone(),
         sender,
         report: Box::new(report),
         problem: Box::new(problem),
@@ -116,6 +128,7 @@ pub fn watch(
         Watcher {
             stop: Some(tx),
             thread,
+            scans,
         },
     )
 }
@@ -123,6 +136,7 @@ pub fn watch(
 struct Reloader {
     dirs: Vec<PathBuf>,
     eval_timeout: Duration,
+    scans: Arc<AtomicU64>,
     sender: watch::Sender<Arc<PolicySet>>,
     report: Box<dyn FnMut(Reload<'_>) + Send>,
     problem: Box<dyn FnMut(String) + Send>,
@@ -154,21 +168,29 @@ impl Reloader {
             }
             // Also right after start: a change between the first load and the first watch counts.
             self.reload_if_changed(&mut last);
-            match rx.recv_timeout(POLL) {
-                Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                Ok(Message::Fs(event)) if relevant(&event) => {
-                    if settle(&rx) {
-                        return;
+            let next_poll = Instant::now() + POLL;
+            // Wait for a change. Reads are not changes — and every rescan reads every file, so
+            // rescanning on them would never stop.
+            loop {
+                let left = next_poll.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Ok(Message::Fs(event)) if relevant(&event) => {
+                        if settle(&rx) {
+                            return;
+                        }
+                        break;
                     }
+                    Ok(Message::Fs(_)) => {}
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
                 }
-                Ok(Message::Fs(_)) => continue,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
     }
 
     fn reload_if_changed(&mut self, last: &mut String) {
         let sources = source::scan(&self.dirs, Scan::ENFORCE);
+        self.scans.fetch_add(1, Ordering::Relaxed);
         if sources.fingerprint() == *last {
             return;
         }
@@ -199,13 +221,17 @@ impl Reloader {
 /// when told to stop meanwhile.
 fn settle(rx: &mpsc::Receiver<Message>) -> bool {
     let start = Instant::now();
+    let mut start_quiet = start;
     loop {
         let left = MAX_SETTLE.saturating_sub(start.elapsed());
-        if left.is_zero() {
+        let quiet_left = SETTLE.saturating_sub(start_quiet.elapsed());
+        if left.is_zero() || quiet_left.is_zero() {
             return false;
         }
-        match rx.recv_timeout(SETTLE.min(left)) {
+        match rx.recv_timeout(quiet_left.min(left)) {
             Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+            // Only changes restart the quiet period.
+            Ok(Message::Fs(event)) if relevant(&event) => start_quiet = Instant::now(),
             Ok(Message::Fs(_)) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => return false,
         }
@@ -413,6 +439,50 @@ mod tests {
         save(&policies.join("p.rego"), ALLOW);
         wait_for(&live, "allow");
         assert!(log.lock().unwrap().iter().all(|l| l.starts_with("applied")));
+    }
+
+    #[test]
+    fn a_failure_with_no_good_set_to_keep_replaces_the_old_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.rego");
+        save(&file, BROKEN);
+        let dirs = vec![dir.path().to_path_buf()];
+        let initial = PolicySet::load(&dirs, Duration::from_secs(1));
+        assert!(initial.error().is_some());
+        let (log, report) = events();
+        let (live, _watcher) = watch(dirs, Duration::from_secs(1), initial, report, |_| {});
+        save(&file, "package behavry.authz\nimport rego.v1\nallow if x\n");
+        let start = Instant::now();
+        while !live.current().error().unwrap_or("").contains("p.rego:3:10") {
+            assert!(start.elapsed() < WAIT, "the newer errors never showed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let reason = live.current().decide(&json!({})).reasons[0].clone();
+        assert!(reason.contains("undefined variable `x`"), "{reason}");
+        assert!(log.lock().unwrap()[0].ends_with("kept none"));
+    }
+
+    #[test]
+    fn an_idle_watcher_stays_idle_even_when_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.rego");
+        save(&file, ALLOW);
+        let dirs = vec![dir.path().to_path_buf()];
+        let initial = PolicySet::load(&dirs, Duration::from_secs(1));
+        let (_, report) = events();
+        let (_live, watcher) = watch(dirs, Duration::from_secs(1), initial, report, |_| {});
+        let start = Instant::now();
+        while watcher.scans() == 0 {
+            assert!(start.elapsed() < WAIT);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for _ in 0..20 {
+            std::fs::read_to_string(&file).unwrap();
+        }
+        // Well under the poll interval: only the first scan may have happened. (Every scan reads
+        // the files; if reads caused scans, this would count hundreds.)
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(watcher.scans(), 1);
     }
 
     #[test]
