@@ -79,11 +79,11 @@ fn reload_under_traffic_applies_valid_sets_and_keeps_the_last_good_one() {
         text, "behavry denied mock/echo: echo is switched off",
         "the last good set decides, not the broken one"
     );
-    let mut stderr_seen = w.stderr_so_far();
     let file = home.policy_dir().join("p.rego");
+    let at = format!("{}:4:1", file.display());
+    let mut stderr_seen = w.stderr_until(&[&at, "stay in force"]);
     assert!(
-        stderr_seen.contains(&format!("{}:4:1", file.display()))
-            && stderr_seen.contains("stay in force"),
+        stderr_seen.contains(&at) && stderr_seen.contains("stay in force"),
         "{stderr_seen}"
     );
 
@@ -155,7 +155,7 @@ fn a_set_that_fails_at_start_denies_until_it_is_fixed() {
         id += 1;
         echo(&mut w, id).0
     }));
-    drop(w);
+    w.finish();
     assert_eq!(kinds(&home.events()), ["policy_reload"]);
 }
 
@@ -193,12 +193,10 @@ fn files_others_can_write_are_refused_at_start_and_on_reload() {
     assert!(!forwarded, "a refused set is like a compile error: deny");
     let fix = format!("chmod go-w {}", file.display());
     assert!(text.contains(&fix), "{text}");
-    let stderr_seen = w.stderr_so_far();
+    let refusal = format!("{}: file is writable by group and others", file.display());
+    let stderr_seen = w.stderr_until(&[&refusal, &fix]);
     assert!(
-        stderr_seen.contains(&format!(
-            "{}: file is writable by group and others",
-            file.display()
-        )) && stderr_seen.contains(&fix),
+        stderr_seen.contains(&refusal) && stderr_seen.contains(&fix),
         "{stderr_seen}"
     );
 

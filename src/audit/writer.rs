@@ -99,9 +99,7 @@ impl AuditHandle {
             });
         }
     }
-}
 
-impl AuditHandle {
     /// Queues a policy event; nothing waits for it (a reload must not wait on the database).
     pub fn event(&self, row: EventRow) {
         if let Ok(sender) = &self.inner {

@@ -19,14 +19,15 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
     };
     let mut policy_dirs = vec![paths.policy_dir()];
     policy_dirs.extend(args.policies);
+    let behavry_dirs = paths.behavry_dirs(&policy_dirs);
     let opts = WrapOptions {
-        behavry_dirs: paths.behavry_dirs(&policy_dirs),
         program: program.clone(),
         args: rest.to_vec(),
         server,
         policy_dirs,
         database: paths.database(),
         config,
+        behavry_dirs,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

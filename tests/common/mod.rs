@@ -232,6 +232,19 @@ impl Wrapper {
         self.stderr.try_iter().collect::<Vec<_>>().join("\n")
     }
 
+    /// Stderr from now until it contains every one of `needles` (or [`WAIT`] passes).
+    pub fn stderr_until(&self, needles: &[&str]) -> String {
+        let start = std::time::Instant::now();
+        let mut seen = String::new();
+        while !needles.iter().all(|n| seen.contains(n)) && start.elapsed() < WAIT {
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(50)) {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        }
+        seen
+    }
+
     /// Lines still arriving on stdout until it closes.
     pub fn remaining_lines(&mut self) -> Vec<String> {
         let mut out = Vec::new();
