@@ -374,6 +374,12 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         );
         return Ok(1);
     }
+    if set.files.is_empty() {
+        eprintln!(
+            "warning: no policy files in {}: every call is denied (default deny)",
+            shown_dirs(&dirs)
+        );
+    }
     let verdict = set.decide(&input);
     if args.json {
         let output = EvalOutput {
