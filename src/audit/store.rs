@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Forward-only migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_decisions.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_decisions.sql"),
+    include_str!("migrations/002_approvals.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,6 +56,117 @@ impl Outcome {
     }
 }
 
+/// How an escalation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    Approved,
+    /// Approved, and later identical escalations in the same session are allowed without asking.
+    ApprovedSession,
+    Denied,
+    Timeout,
+    Cancelled,
+    /// The wrapper holding it exited before anyone resolved it.
+    Abandoned,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Approved => "approved",
+            Resolution::ApprovedSession => "approved_session",
+            Resolution::Denied => "denied",
+            Resolution::Timeout => "timeout",
+            Resolution::Cancelled => "cancelled",
+            Resolution::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Resolution> {
+        Some(match s {
+            "approved" => Resolution::Approved,
+            "approved_session" => Resolution::ApprovedSession,
+            "denied" => Resolution::Denied,
+            "timeout" => Resolution::Timeout,
+            "cancelled" => Resolution::Cancelled,
+            "abandoned" => Resolution::Abandoned,
+            _ => return None,
+        })
+    }
+}
+
+/// A resolved escalation, as the wrapper holding it learns of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub resolution: Resolution,
+    /// The denial reason typed by the approver, if any.
+    pub reason: Option<String>,
+    pub by: String,
+}
+
+/// A process, identified so that a reused pid is not mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start: i64,
+}
+
+impl Owner {
+    pub fn current() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            start: process_start(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether this process still runs (and is not a zombie).
+    pub fn is_alive(&self) -> bool {
+        process_start(self.pid).is_some_and(|start| start == self.start || self.start == 0)
+    }
+}
+
+/// A process's start time, or `None` if it is gone or a zombie.
+fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// What a wrapper records alongside an escalated decision.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub owner: Owner,
+    pub request_hash: String,
+    pub expires_at: String,
+}
+
+/// A pending escalation, as the approver lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingCall {
+    pub id: i64,
+    pub ts: String,
+    pub session_id: String,
+    pub server: String,
+    pub tool: String,
+    pub method: String,
+    pub action_type: String,
+    pub resource_path: Option<String>,
+    pub reasons: Vec<String>,
+    pub agent: String,
+    pub requester: String,
+    pub arguments: Value,
+    pub request_hash: String,
+    pub expires_at: String,
+    #[serde(skip)]
+    pub owner: Owner,
+}
+
 /// A decision about to be recorded.
 #[derive(Debug, Clone)]
 pub struct DecisionRow {
@@ -71,6 +185,8 @@ pub struct DecisionRow {
     pub channel: String,
     pub policy_hash: String,
     pub request_id: String,
+    /// Set when an escalation is resolved at the moment it is recorded (`approved_session`).
+    pub resolution: Option<Resolution>,
 }
 
 /// A row as `behavry log` shows it. The JSON field names are a contract for other tools.
@@ -96,6 +212,9 @@ pub struct LogEntry {
     pub outcome: Option<String>,
     pub duration_ms: Option<f64>,
     pub policy_hash: String,
+    /// Who or what resolved an escalation, and when.
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<String>,
 }
 
 /// Which rows `behavry log` wants. Empty fields don't filter.
@@ -177,6 +296,19 @@ impl Store {
 
     /// Records a decision and commits it; returns the row id.
     pub fn record_decision(&mut self, row: &DecisionRow) -> Result<i64, StoreError> {
+        self.insert_decision(row, None)
+    }
+
+    /// Records an escalated decision together with its pending approval, in one transaction.
+    pub fn record_escalation(&mut self, row: &DecisionRow, hold: &Hold) -> Result<i64, StoreError> {
+        self.insert_decision(row, Some(hold))
+    }
+
+    fn insert_decision(
+        &mut self,
+        row: &DecisionRow,
+        hold: Option<&Hold>,
+    ) -> Result<i64, StoreError> {
         let ts = now_rfc3339();
         let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
         let arguments = serde_json::to_string(&row.arguments).unwrap_or_else(|_| "null".into());
@@ -187,8 +319,8 @@ impl Store {
             .map_err(&sql)?;
         tx.execute(
             "INSERT INTO decisions (ts, session_id, server, tool, method, action_type, resource_path,
-                decision, reasons, arguments, agent, requester, channel, policy_hash, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                decision, reasons, arguments, agent, requester, channel, policy_hash, request_id, resolution)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 ts,
                 row.session_id,
@@ -204,11 +336,20 @@ impl Store {
                 row.requester,
                 row.channel,
                 row.policy_hash,
-                row.request_id
+                row.request_id,
+                row.resolution.map(Resolution::as_str)
             ],
         )
         .map_err(&sql)?;
         let id = tx.last_insert_rowid();
+        if let Some(hold) = hold {
+            tx.execute(
+                "INSERT INTO approvals (decision_id, owner_pid, owner_start, request_hash, summary, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, hold.owner.pid, hold.owner.start, hold.request_hash, arguments, ts, hold.expires_at],
+            )
+            .map_err(&sql)?;
+        }
         tx.commit().map_err(&sql)?;
         Ok(id)
     }
@@ -279,7 +420,9 @@ impl Store {
         let sql = format!(
             "SELECT * FROM (SELECT id, ts, session_id, server, tool, method, action_type, resource_path,
                 decision, resolution, reasons, arguments, agent, requester, channel, request_id, outcome,
-                duration_ms, policy_hash FROM decisions {where_sql} ORDER BY id DESC LIMIT {limit})
+                duration_ms, policy_hash, approvals.resolved_by, approvals.resolved_at
+             FROM decisions LEFT JOIN approvals ON approvals.decision_id = decisions.id
+             {where_sql} ORDER BY id DESC LIMIT {limit})
              ORDER BY id ASC"
         );
         let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
@@ -309,11 +452,149 @@ impl Store {
                         outcome: r.get(16)?,
                         duration_ms: r.get(17)?,
                         policy_hash: r.get(18)?,
+                        resolved_by: r.get(19)?,
+                        resolved_at: r.get(20)?,
                     })
                 },
             )
             .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Resolves a pending escalation, if it is still pending (and, when `hash` is given, if it is
+    /// still the request the caller was shown). Returns whether this call resolved it: the first
+    /// resolution wins, so an approval racing a timeout or a cancellation cannot both take effect.
+    pub fn resolve(
+        &mut self,
+        id: i64,
+        hash: Option<&str>,
+        resolution: Resolution,
+        reason: Option<&str>,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = sqlite_err(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        let changed = tx
+            .execute(
+                "UPDATE approvals SET state = ?1, deny_reason = ?2, resolved_by = ?3, resolved_at = ?4
+                 WHERE decision_id = ?5 AND state = 'pending' AND (?6 IS NULL OR request_hash = ?6)",
+                params![resolution.as_str(), reason, by, now_rfc3339(), id, hash],
+            )
+            .map_err(&sql)?;
+        if changed == 1 {
+            tx.execute(
+                "UPDATE decisions SET resolution = ?1 WHERE id = ?2",
+                params![resolution.as_str(), id],
+            )
+            .map_err(&sql)?;
+        }
+        tx.commit().map_err(&sql)?;
+        Ok(changed == 1)
+    }
+
+    /// How an escalation was resolved; `None` while it is pending (or unknown).
+    pub fn resolution(&self, id: i64) -> Result<Option<Resolved>, StoreError> {
+        let row: Option<(String, Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT state, deny_reason, resolved_by FROM approvals WHERE decision_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.err())?;
+        Ok(row.and_then(|(state, reason, by)| {
+            Resolution::parse(&state).map(|resolution| Resolved {
+                resolution,
+                reason,
+                by: by.unwrap_or_default(),
+            })
+        }))
+    }
+
+    /// Pending escalations whose wrapper is still alive, oldest first. Escalations whose wrapper is
+    /// gone are resolved `abandoned` on the way.
+    pub fn pending(&mut self) -> Result<Vec<PendingCall>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT d.id, d.ts, d.session_id, d.server, d.tool, d.method, d.action_type, d.resource_path,
+                        d.reasons, d.agent, d.requester, a.summary, a.request_hash, a.expires_at,
+                        a.owner_pid, a.owner_start
+                 FROM approvals a JOIN decisions d ON d.id = a.decision_id
+                 WHERE a.state = 'pending' ORDER BY d.id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                let reasons: String = r.get(8)?;
+                let summary: String = r.get(11)?;
+                Ok(PendingCall {
+                    id: r.get(0)?,
+                    ts: r.get(1)?,
+                    session_id: r.get(2)?,
+                    server: r.get(3)?,
+                    tool: r.get(4)?,
+                    method: r.get(5)?,
+                    action_type: r.get(6)?,
+                    resource_path: r.get(7)?,
+                    reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                    agent: r.get(9)?,
+                    requester: r.get(10)?,
+                    arguments: serde_json::from_str(&summary).unwrap_or(Value::Null),
+                    request_hash: r.get(12)?,
+                    expires_at: r.get(13)?,
+                    owner: Owner {
+                        pid: r.get(14)?,
+                        start: r.get(15)?,
+                    },
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        drop(stmt);
+        let (live, gone): (Vec<_>, Vec<_>) = rows.into_iter().partition(|p| p.owner.is_alive());
+        for call in gone {
+            self.resolve(
+                call.id,
+                None,
+                Resolution::Abandoned,
+                None,
+                "behavry (the wrapper holding it exited)",
+            )?;
+        }
+        Ok(live)
+    }
+
+    /// Resolves `abandoned` every escalation `owner` still holds (a wrapper on its way out).
+    pub fn abandon_held(&mut self, owner: Owner) -> Result<usize, StoreError> {
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT decision_id FROM approvals WHERE state = 'pending' AND owner_pid = ?1 AND owner_start = ?2")
+                .map_err(self.err())?;
+            let ids = stmt
+                .query_map(params![owner.pid, owner.start], |r| r.get(0))
+                .map_err(self.err())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.err())?;
+            ids
+        };
+        let mut count = 0;
+        for id in ids {
+            count += usize::from(self.resolve(
+                id,
+                None,
+                Resolution::Abandoned,
+                None,
+                "behavry (the wrapper exited)",
+            )?);
+        }
+        Ok(count)
     }
 
     /// The largest row id, for `--follow` to start after.
@@ -405,6 +686,7 @@ mod tests {
             channel: "claude-code".into(),
             policy_hash: "abc".into(),
             request_id: "1".into(),
+            resolution: None,
         }
     }
 

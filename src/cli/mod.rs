@@ -1,5 +1,6 @@
 //! The command line. Parsing, dispatch and the one place errors become exit codes.
 
+mod approve;
 mod log;
 mod wrap;
 
@@ -33,6 +34,7 @@ struct Cli {
 enum Command {
     Wrap(WrapArgs),
     Log(LogArgs),
+    Approve(ApproveArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
     /// A minimal MCP server for tests and benchmarks.
@@ -55,9 +57,31 @@ struct WrapArgs {
     /// Also load policies from DIR (repeatable); the default policy directory is always loaded
     #[arg(long = "policies", value_name = "DIR")]
     policies: Vec<PathBuf>,
+    /// Deny an escalated call if nobody approves it within SECS [default: 300, or [wrap]
+    /// approval_timeout_secs in config.toml]
+    #[arg(long, value_name = "SECS")]
+    approval_timeout: Option<u64>,
     /// The MCP server command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// Approve or deny held calls from every wrapped server, in a terminal app
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Keys: ↑/↓ or j/k select · a approve once · s approve for the rest of the session \
+    (same server and tool) · d deny (type a reason, Enter) · q quit\n\n\
+    Examples:\n  \
+    behavry approve\n  \
+    behavry approve --list"
+)]
+struct ApproveArgs {
+    /// Print the calls waiting for approval and exit (read-only; approving needs the terminal app)
+    #[arg(long)]
+    list: bool,
+    /// With --list: one JSON object per line
+    #[arg(long, requires = "list")]
+    json: bool,
 }
 
 /// Show the audit trail (newest last)
@@ -100,6 +124,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Wrap(args) => wrap::run(args),
         Command::Log(args) => log::run(args),
+        Command::Approve(args) => approve::run(args),
         Command::Paths => paths(),
         Command::MockServer => crate::mock::run().map(|()| 0).map_err(anyhow::Error::from),
     };

@@ -1,5 +1,7 @@
 //! `behavry wrap`: builds the proxy's options and runs it with signals as the shutdown trigger.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
 
 use super::WrapArgs;
@@ -25,6 +27,10 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         server,
         policy_dirs,
         database: paths.database(),
+        approval_timeout: Duration::from_secs(
+            args.approval_timeout
+                .unwrap_or(config.wrap.approval_timeout_secs),
+        ),
         config,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
