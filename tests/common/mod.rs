@@ -252,3 +252,23 @@ pub fn is_error(reply: &Value) -> bool {
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run behavry")
 }
+
+/// The shared store, opened the way `behavry approve` opens it.
+pub fn store(home: &Home) -> behavry::audit::Store {
+    behavry::audit::Store::open(&home.path().join("behavry.db")).expect("open store")
+}
+
+/// Waits until `n` calls are waiting for approval, and returns them.
+pub fn wait_pending(home: &Home, n: usize) -> Vec<behavry::audit::store::PendingCall> {
+    let start = std::time::Instant::now();
+    loop {
+        if home.path().join("behavry.db").exists() {
+            let pending = store(home).pending().expect("pending");
+            if pending.len() == n {
+                return pending;
+            }
+        }
+        assert!(start.elapsed() < WAIT, "never saw {n} pending call(s)");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
