@@ -242,11 +242,16 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+        if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+            let create = |source| StoreError::CreateDir {
                 path: parent.display().to_string(),
                 source,
-            })?;
+            };
+            std::fs::create_dir_all(parent).map_err(create)?;
+            // The log holds call arguments (file contents, commands): for this user's eyes only.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                .map_err(create)?;
         }
         let sql = sqlite_err(&shown);
         let conn = Connection::open(path).map_err(&sql)?;

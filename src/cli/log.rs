@@ -89,18 +89,14 @@ fn print_rows(
 
 fn header() -> String {
     format!(
-        "{:<19}  {:<8}  {:<24}  {:<7}  {:<30}  {:<8}  {:>7}  REASONS",
-        "TIME (UTC)", "DECISION", "TOOL", "TYPE", "PATH", "OUTCOME", "MS"
+        "{:<19}  {:<8}  {:<16}  {:<24}  {:<7}  {:<30}  {:<8}  {:>7}  REASONS",
+        "TIME (UTC)", "DECISION", "RESOLUTION", "TOOL", "TYPE", "PATH", "OUTCOME", "MS"
     )
 }
 
 fn table_row(row: &LogEntry, colour: bool) -> String {
     let time = row.ts.get(..19).unwrap_or(&row.ts).replace('T', " ");
-    let decision = match &row.resolution {
-        Some(r) => format!("{}:{r}", row.decision),
-        None => row.decision.clone(),
-    };
-    let decision_cell = format!("{decision:<8}");
+    let decision_cell = format!("{:<8}", row.decision);
     let decision_cell = if !colour {
         decision_cell
     } else {
@@ -116,7 +112,8 @@ fn table_row(row: &LogEntry, colour: bool) -> String {
         .map(|d| format!("{d:.1}"))
         .unwrap_or_default();
     format!(
-        "{time:<19}  {decision_cell}  {:<24}  {:<7}  {:<30}  {:<8}  {ms:>7}  {}",
+        "{time:<19}  {decision_cell}  {:<16}  {:<24}  {:<7}  {:<30}  {:<8}  {ms:>7}  {}",
+        row.resolution.as_deref().unwrap_or("-"),
         clip(&tool, 24),
         row.action_type,
         clip(row.resource_path.as_deref().unwrap_or("-"), 30),

@@ -80,7 +80,10 @@ const LAUNCHERS: &[&str] = &[
 /// `server-`, `mcp-` prefixes and `-mcp-server`, `-server`, `-mcp` suffixes.
 /// `npx -y @modelcontextprotocol/server-filesystem ~/code` → `filesystem`.
 pub fn default_server_name(program: &str, args: &[String]) -> String {
-    let words = std::iter::once(program).chain(args.iter().map(String::as_str));
+    // `sh -c 'exec my-server --flag'`: the script's own words name the server.
+    let words = std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .flat_map(str::split_whitespace);
     let word = words
         .filter(|w| !w.starts_with('-'))
         .find(|w| {
@@ -154,6 +157,11 @@ mod tests {
             ("docker", &["run", "-i", "--rm", "mcp/fetch"], "fetch"),
             ("my-tool", &[], "my-tool"),
             ("npx", &[], "npx"),
+            (
+                "sh",
+                &["-c", "exec node /srv/weather-mcp.js --port 1"],
+                "weather",
+            ),
         ];
         for (program, args, want) in table {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
