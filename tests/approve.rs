@@ -259,7 +259,10 @@ fn approving_for_the_session_allows_later_identical_calls() {
     assert_eq!(rows[0]["resolution"], "approved_session");
     assert_eq!(rows[1]["decision"], "escalate");
     assert_eq!(rows[1]["resolution"], "approved_session");
-    assert_eq!(rows[1]["resolved_by"], Value::Null, "nobody was asked");
+    assert_eq!(
+        rows[1]["resolved_by"], "behavry (approved for this session earlier)",
+        "nobody was asked"
+    );
 
     // Another session (a new wrapper) asks again.
     let mut w = home.wrap_mock();

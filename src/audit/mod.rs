@@ -2,6 +2,7 @@
 //! that owns a wrapper's connection so blocking SQLite calls stay off the async workers
 //! ([`writer`]).
 
+pub mod chain;
 pub mod store;
 pub mod writer;
 

@@ -5,14 +5,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use super::chain::{self, Kind};
 
 /// Forward-only migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_decisions.sql"),
     include_str!("migrations/002_approvals.sql"),
+    include_str!("migrations/003_journal.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -270,10 +273,6 @@ impl Store {
         Ok(store)
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        sqlite_err(&self.path)
-    }
-
     fn migrate(&mut self) -> Result<(), StoreError> {
         let sql = sqlite_err(&self.path);
         let tx = self
@@ -316,17 +315,36 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let ts = now_rfc3339();
         let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
-        let arguments = serde_json::to_string(&row.arguments).unwrap_or_else(|_| "null".into());
+        let arguments = chain::canonical(&row.arguments);
+        let body = decision_body(&DecisionFields {
+            ts: &ts,
+            session_id: &row.session_id,
+            server: &row.server,
+            tool: &row.tool,
+            method: &row.method,
+            action_type: &row.action_type,
+            resource_path: row.resource_path.as_deref(),
+            decision: &row.decision,
+            reasons: &reasons,
+            arguments: &arguments,
+            agent: &row.agent,
+            requester: &row.requester,
+            channel: &row.channel,
+            policy_hash: &row.policy_hash,
+            request_id: &row.request_id,
+            request_hash: hold.map(|h| h.request_hash.as_str()),
+        });
         let sql = sqlite_err(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&sql)?;
-        tx.execute(
-            "INSERT INTO decisions (ts, session_id, server, tool, method, action_type, resource_path,
-                decision, reasons, arguments, agent, requester, channel, policy_hash, request_id, resolution)
+        let tx = self.write_tx()?;
+        let id = chain::append(&tx, &ts, Kind::Decision, None, &body).map_err(&sql)?;
+        tx.prepare_cached(
+            "INSERT INTO decisions (id, ts, session_id, server, tool, method, action_type, resource_path,
+                decision, reasons, arguments, agent, requester, channel, policy_hash, request_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            params![
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id,
                 ts,
                 row.session_id,
                 row.server,
@@ -341,12 +359,10 @@ impl Store {
                 row.requester,
                 row.channel,
                 row.policy_hash,
-                row.request_id,
-                row.resolution.map(Resolution::as_str)
-            ],
-        )
+                row.request_id
+            ])
+        })
         .map_err(&sql)?;
-        let id = tx.last_insert_rowid();
         if let Some(hold) = hold {
             tx.execute(
                 "INSERT INTO approvals (decision_id, owner_pid, owner_start, request_hash, summary, created_at, expires_at)
@@ -355,11 +371,15 @@ impl Store {
             )
             .map_err(&sql)?;
         }
+        if let Some(resolution) = row.resolution {
+            let body = json!({"resolution": resolution.as_str(), "reason": null, "by": BY_SESSION});
+            chain::append(&tx, &ts, Kind::Resolution, Some(id), &body).map_err(&sql)?;
+        }
         tx.commit().map_err(&sql)?;
         Ok(id)
     }
 
-    /// Fills in how a forwarded call ended.
+    /// Records how a forwarded call ended, as a journal record referring to its decision.
     pub fn record_outcome(
         &mut self,
         id: i64,
@@ -367,16 +387,35 @@ impl Store {
         duration_ms: f64,
     ) -> Result<(), StoreError> {
         let sql = sqlite_err(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&sql)?;
-        tx.execute(
-            "UPDATE decisions SET outcome = ?1, duration_ms = ?2 WHERE id = ?3",
-            params![outcome.as_str(), duration_ms, id],
-        )
-        .map_err(&sql)?;
+        let tx = self.write_tx()?;
+        let body = json!({"outcome": outcome.as_str(), "duration_ms": duration_ms});
+        chain::append(&tx, &now_rfc3339(), Kind::Outcome, Some(id), &body).map_err(&sql)?;
         tx.commit().map_err(&sql)
+    }
+
+    /// Appends a record that is not about one decision (policy reloads, server requests).
+    pub fn record_event(&mut self, kind: Kind, body: &Value) -> Result<i64, StoreError> {
+        let sql = sqlite_err(&self.path);
+        let tx = self.write_tx()?;
+        let seq = chain::append(&tx, &now_rfc3339(), kind, None, body).map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(seq)
+    }
+
+    /// A write transaction, taken at once (BEGIN IMMEDIATE) so it never fails upgrading a read
+    /// lock while another process writes.
+    pub(super) fn write_tx(&mut self) -> Result<Transaction<'_>, StoreError> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_err(&self.path))
+    }
+
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(super) fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError {
+        sqlite_err(&self.path)
     }
 
     /// Rows matching `filter`, oldest first.
@@ -388,10 +427,10 @@ impl Store {
             clauses.push(clause.replace('?', &format!("?{}", args.len())));
         };
         if let Some(d) = &filter.decision {
-            push("decision = ?", Box::new(d.clone()));
+            push("d.decision = ?", Box::new(d.clone()));
         }
         if let Some(s) = &filter.server {
-            push("server = ?", Box::new(s.clone()));
+            push("d.server = ?", Box::new(s.clone()));
         }
         if let Some(t) = &filter.tool {
             match t.split_once('/').filter(|(s, _)| {
@@ -401,20 +440,20 @@ impl Store {
                     && !s.is_empty()
             }) {
                 Some((server, tool)) => {
-                    push("server = ?", Box::new(server.to_owned()));
-                    push("tool = ?", Box::new(tool.to_owned()));
+                    push("d.server = ?", Box::new(server.to_owned()));
+                    push("d.tool = ?", Box::new(tool.to_owned()));
                 }
-                None => push("tool = ?", Box::new(t.clone())),
+                None => push("d.tool = ?", Box::new(t.clone())),
             }
         }
         if let Some(s) = &filter.session {
-            push("session_id = ?", Box::new(s.clone()));
+            push("d.session_id = ?", Box::new(s.clone()));
         }
         if let Some(s) = &filter.since {
-            push("ts >= ?", Box::new(s.clone()));
+            push("d.ts >= ?", Box::new(s.clone()));
         }
         if let Some(a) = filter.after_id {
-            push("id > ?", Box::new(a));
+            push("d.id > ?", Box::new(a));
         }
         let where_sql = if clauses.is_empty() {
             String::new()
@@ -423,14 +462,17 @@ impl Store {
         };
         let limit = filter.limit.map_or(-1, |l| l as i64);
         let sql = format!(
-            "SELECT * FROM (SELECT id, ts, session_id, server, tool, method, action_type, resource_path,
-                decision, resolution, reasons, arguments, agent, requester, channel, request_id, outcome,
-                duration_ms, policy_hash, approvals.resolved_by, approvals.resolved_at
-             FROM decisions LEFT JOIN approvals ON approvals.decision_id = decisions.id
-             {where_sql} ORDER BY id DESC LIMIT {limit})
-             ORDER BY id ASC"
+            "SELECT * FROM (SELECT d.id, d.ts, d.session_id, d.server, d.tool, d.method, d.action_type,
+                d.resource_path, d.decision, json_extract(r.body, '$.resolution'), d.reasons, d.arguments,
+                d.agent, d.requester, d.channel, d.request_id, json_extract(o.body, '$.outcome'),
+                json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts
+             FROM decisions d
+             LEFT JOIN journal o ON o.ref_seq = d.id AND o.kind = 'outcome'
+             LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
+             {where_sql} ORDER BY d.id DESC LIMIT {limit})
+             ORDER BY 1 ASC"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
+        let mut stmt = self.conn.prepare(&sql).map_err(self.sqlite())?;
         let rows = stmt
             .query_map(
                 rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
@@ -462,8 +504,8 @@ impl Store {
                     })
                 },
             )
-            .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
     }
 
     /// Resolves a pending escalation, if it is still pending (and, when `hash` is given, if it is
@@ -478,10 +520,7 @@ impl Store {
         by: &str,
     ) -> Result<bool, StoreError> {
         let sql = sqlite_err(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&sql)?;
+        let tx = self.write_tx()?;
         let changed = tx
             .execute(
                 "UPDATE approvals SET state = ?1, deny_reason = ?2, resolved_by = ?3, resolved_at = ?4
@@ -490,11 +529,8 @@ impl Store {
             )
             .map_err(&sql)?;
         if changed == 1 {
-            tx.execute(
-                "UPDATE decisions SET resolution = ?1 WHERE id = ?2",
-                params![resolution.as_str(), id],
-            )
-            .map_err(&sql)?;
+            let body = json!({"resolution": resolution.as_str(), "reason": reason, "by": by});
+            chain::append(&tx, &now_rfc3339(), Kind::Resolution, Some(id), &body).map_err(&sql)?;
         }
         tx.commit().map_err(&sql)?;
         Ok(changed == 1)
@@ -510,7 +546,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
-            .map_err(self.err())?;
+            .map_err(self.sqlite())?;
         Ok(row.and_then(|(state, reason, by)| {
             Resolution::parse(&state).map(|resolution| Resolved {
                 resolution,
@@ -532,7 +568,7 @@ impl Store {
                  FROM approvals a JOIN decisions d ON d.id = a.decision_id
                  WHERE a.state = 'pending' ORDER BY d.id",
             )
-            .map_err(self.err())?;
+            .map_err(self.sqlite())?;
         let rows = stmt
             .query_map([], |r| {
                 let reasons: String = r.get(8)?;
@@ -558,9 +594,9 @@ impl Store {
                     },
                 })
             })
-            .map_err(self.err())?
+            .map_err(self.sqlite())?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())?;
+            .map_err(self.sqlite())?;
         drop(stmt);
         let (live, gone): (Vec<_>, Vec<_>) = rows.into_iter().partition(|p| p.owner.is_alive());
         for call in gone {
@@ -581,12 +617,12 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare("SELECT decision_id FROM approvals WHERE state = 'pending' AND owner_pid = ?1 AND owner_start = ?2")
-                .map_err(self.err())?;
+                .map_err(self.sqlite())?;
             let ids = stmt
                 .query_map(params![owner.pid, owner.start], |r| r.get(0))
-                .map_err(self.err())?
+                .map_err(self.sqlite())?
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(self.err())?;
+                .map_err(self.sqlite())?;
             ids
         };
         let mut count = 0;
@@ -608,13 +644,88 @@ impl Store {
             .query_row("SELECT max(id) FROM decisions", [], |r| r.get(0))
             .optional()
             .map(Option::flatten)
-            .map_err(self.err())
+            .map_err(self.sqlite())
     }
 }
 
-fn sqlite_err(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+/// Who resolved an escalation that an earlier "approve for this session" covered.
+pub const BY_SESSION: &str = "behavry (approved for this session earlier)";
+
+/// The columns of a decision row, as text, exactly as stored.
+pub(super) struct DecisionFields<'a> {
+    pub ts: &'a str,
+    pub session_id: &'a str,
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub method: &'a str,
+    pub action_type: &'a str,
+    pub resource_path: Option<&'a str>,
+    pub decision: &'a str,
+    /// JSON text.
+    pub reasons: &'a str,
+    /// Canonical JSON text.
+    pub arguments: &'a str,
+    pub agent: &'a str,
+    pub requester: &'a str,
+    pub channel: &'a str,
+    pub policy_hash: &'a str,
+    pub request_id: &'a str,
+    /// For escalations: the hash of the held request.
+    pub request_hash: Option<&'a str>,
+}
+
+/// A decision's journal body. Built from the same text that goes into (and is read back from)
+/// the decisions table, so `--verify` can rebuild it from the row and compare.
+pub(super) fn decision_body(f: &DecisionFields) -> Value {
+    json!({
+        "ts": f.ts, "session_id": f.session_id, "server": f.server, "tool": f.tool, "method": f.method,
+        "action_type": f.action_type, "resource_path": f.resource_path, "decision": f.decision,
+        "reasons": f.reasons, "arguments": f.arguments, "agent": f.agent, "requester": f.requester,
+        "channel": f.channel, "policy_hash": f.policy_hash, "request_id": f.request_id,
+        "request_hash": f.request_hash,
+    })
+}
+
+/// Rebuilds the journal body of decision `id` from its row, or `None` if the row is gone.
+pub(super) fn decision_body_from_table(
+    conn: &Connection,
+    id: i64,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT d.ts, d.session_id, d.server, d.tool, d.method, d.action_type, d.resource_path, d.decision,
+                d.reasons, d.arguments, d.agent, d.requester, d.channel, d.policy_hash, d.request_id,
+                a.request_hash
+         FROM decisions d LEFT JOIN approvals a ON a.decision_id = d.id WHERE d.id = ?1",
+    )?
+    .query_row([id], |r| {
+        let text: Vec<Option<String>> = (0..16).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+        let t = |i: usize| text[i].as_deref().unwrap_or("");
+        Ok(chain::canonical(&decision_body(&DecisionFields {
+            ts: t(0),
+            session_id: t(1),
+            server: t(2),
+            tool: t(3),
+            method: t(4),
+            action_type: t(5),
+            resource_path: text[6].as_deref(),
+            decision: t(7),
+            reasons: t(8),
+            arguments: t(9),
+            agent: t(10),
+            requester: t(11),
+            channel: t(12),
+            policy_hash: t(13),
+            request_id: t(14),
+            request_hash: text[15].as_deref(),
+        })))
+    })
+    .optional()
+}
+
+fn sqlite_err(path: &str) -> impl Fn(rusqlite::Error) -> StoreError {
+    let path = path.to_owned();
     move |source| StoreError::Sqlite {
-        path: path.to_owned(),
+        path: path.clone(),
         source,
     }
 }
