@@ -70,6 +70,13 @@ pub struct Config {
     /// Overrides of the derived `action.type`, keyed by `<server>/<tool>` or by the bare tool name.
     pub action_types: BTreeMap<String, ActionType>,
     pub wrap: WrapConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    pub durability: crate::audit::store::Durability,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -38,6 +38,18 @@ pub enum StoreError {
     },
 }
 
+/// How hard each commit tries to reach the disk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// WAL with `synchronous = NORMAL`: a killed process loses nothing; a power cut can lose
+    /// the last commits.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: every decision is fsynced before the call moves on.
+    Full,
+}
+
 /// How a forwarded call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -220,6 +232,16 @@ pub struct LogEntry {
     pub resolved_at: Option<String>,
 }
 
+/// What `behavry log --stats` prints: (key, count) pairs, largest first.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stats {
+    pub total: u64,
+    pub decision: Vec<(String, u64)>,
+    pub resolution: Vec<(String, u64)>,
+    pub server: Vec<(String, u64)>,
+    pub tool: Vec<(String, u64)>,
+}
+
 /// Which rows `behavry log` wants. Empty fields don't filter.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
@@ -244,6 +266,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Durability::Normal)
+    }
+
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.exists()) {
             let create = |source| StoreError::CreateDir {
@@ -263,7 +289,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&sql)?;
         // In WAL mode NORMAL survives a crashed process; only power loss can drop the last commits.
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        let synchronous = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)
             .map_err(&sql)?;
         let mut store = Store {
             conn,
@@ -388,6 +418,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let sql = sqlite_err(&self.path);
         let tx = self.write_tx()?;
+        // Microseconds are all the precision a duration has; more digits are float noise.
+        let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
         let body = json!({"outcome": outcome.as_str(), "duration_ms": duration_ms});
         chain::append(&tx, &now_rfc3339(), Kind::Outcome, Some(id), &body).map_err(&sql)?;
         tx.commit().map_err(&sql)
@@ -636,6 +668,36 @@ impl Store {
             )?);
         }
         Ok(count)
+    }
+
+    /// Counts of decisions (since `since`, if given) by decision, resolution, server and tool.
+    pub fn stats(&self, since: Option<&str>) -> Result<Stats, StoreError> {
+        let since = since.unwrap_or("");
+        let count = |column: &str| -> Result<Vec<(String, u64)>, StoreError> {
+            let sql = format!(
+                "SELECT coalesce({column}, '-'), count(*) FROM decisions d
+                 LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
+                 WHERE d.ts >= ?1 GROUP BY 1 ORDER BY 2 DESC, 1"
+            );
+            let mut stmt = self.conn.prepare(&sql).map_err(self.sqlite())?;
+            let rows = stmt
+                .query_map([since], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })
+                .map_err(self.sqlite())?;
+            rows.collect::<Result<_, _>>().map_err(self.sqlite())
+        };
+        let decision = count("d.decision")?;
+        Ok(Stats {
+            total: decision.iter().map(|(_, n)| n).sum(),
+            resolution: count("json_extract(r.body, '$.resolution')")?
+                .into_iter()
+                .filter(|(k, _)| k != "-")
+                .collect(),
+            server: count("d.server")?,
+            tool: count("d.server || '/' || d.tool")?,
+            decision,
+        })
     }
 
     /// The largest row id, for `--follow` to start after.

@@ -8,7 +8,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::store::{DecisionRow, Hold, Outcome, Owner, Resolution, Resolved, Store, StoreError};
+use super::store::{
+    DecisionRow, Durability, Hold, Outcome, Owner, Resolution, Resolved, Store, StoreError,
+};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
@@ -44,8 +46,8 @@ const STOPPED: &str = "the audit thread has stopped";
 impl AuditHandle {
     /// Opens the store at `path` on a new thread. A store that cannot be opened still yields a
     /// handle, one that refuses every request with the error.
-    pub fn open(path: &Path) -> (AuditHandle, AuditThread) {
-        let store = match Store::open(path) {
+    pub fn open(path: &Path, durability: Durability) -> (AuditHandle, AuditThread) {
+        let store = match Store::open_with(path, durability) {
             Ok(store) => store,
             Err(e) => return (AuditHandle::unavailable(e.to_string()), AuditThread(None)),
         };
@@ -122,6 +124,18 @@ impl AuditHandle {
     /// Resolves `abandoned` every escalation this process still holds.
     pub async fn abandon_held(&self, owner: Owner) -> Result<usize, String> {
         self.call(move |store| store.abandon_held(owner)).await
+    }
+
+    /// Appends a record that is not about one decision; nothing waits for it.
+    pub fn event(&self, kind: super::chain::Kind, body: serde_json::Value) {
+        if let Ok(sender) = &self.inner {
+            let job: Job = Box::new(move |store| {
+                if let Err(e) = store.record_event(kind, &body) {
+                    crate::note!("could not record a {} event: {e}", kind.as_str());
+                }
+            });
+            let _ = sender.send(Command::Run(job));
+        }
     }
 
     /// Queues the outcome of a forwarded call; nothing waits for it.

@@ -84,17 +84,25 @@ struct ApproveArgs {
     json: bool,
 }
 
-/// Show the audit trail (newest last)
+/// Show the audit trail (newest last), verify it, or prune it
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     behavry log\n  \
     behavry log --decision deny --since 1h\n  \
     behavry log --tool fs/write_file --json | jq .reasons\n  \
-    behavry log --follow")]
+    behavry log --format csv --since 7d > week.csv\n  \
+    behavry log --follow\n  \
+    behavry log --stats --since 24h\n  \
+    behavry log --verify\n  \
+    behavry log --head >> ~/behavry-heads.txt\n  \
+    behavry log --prune --before 90d")]
 struct LogArgs {
-    /// One JSON object per line instead of a table
-    #[arg(long)]
+    /// One JSON object per line instead of a table (same as --format json)
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// Output format
+    #[arg(long, value_enum)]
+    format: Option<log::Format>,
     /// Only this decision
     #[arg(long, value_parser = ["allow", "deny", "escalate"])]
     decision: Option<String>,
@@ -110,12 +118,28 @@ struct LogArgs {
     /// Only rows newer than this: 30s, 15m, 1h, 7d
     #[arg(long, value_name = "AGE", value_parser = log::parse_age)]
     since: Option<std::time::Duration>,
-    /// At most the newest N rows [default: 50 for the table, all for --json]
+    /// At most the newest N rows [default: 50 for the table, all otherwise]
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
     /// Keep printing new rows as they are recorded
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["verify", "head", "prune", "stats"])]
     follow: bool,
+    /// Check the database and the hash chain; prints `ok: N rows` or the first problem (exit 1)
+    #[arg(long, conflicts_with_all = ["head", "prune", "stats"])]
+    verify: bool,
+    /// Print the current head (sequence number and hash) of the hash chain, to keep elsewhere
+    #[arg(long, conflicts_with_all = ["prune", "stats"])]
+    head: bool,
+    /// Delete records older than --before, keeping the chain verifiable (a checkpoint records
+    /// the last pruned hash) and every call still waiting for approval
+    #[arg(long, requires = "before", conflicts_with = "stats")]
+    prune: bool,
+    /// With --prune: the age of the oldest record to keep, e.g. 90d
+    #[arg(long, value_name = "AGE", value_parser = log::parse_age, requires = "prune")]
+    before: Option<std::time::Duration>,
+    /// Counts by decision, server, tool and resolution (over --since, or everything)
+    #[arg(long)]
+    stats: bool,
 }
 
 /// Runs the command line; returns the process exit code.

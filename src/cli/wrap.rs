@@ -33,6 +33,10 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         ),
         config,
     };
+    // A full disk (or a file-size limit) must fail the audit write, which denies the call; by
+    // default SIGXFSZ would kill behavry instead. The server gets the default back at exec.
+    // SAFETY: setting a signal to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -27,6 +27,8 @@ pub fn spawn(program: &str, args: &[String]) -> io::Result<Child> {
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
         unsafe {
             command.pre_exec(move || {
+                // Ignored signals stay ignored across exec; give the server the default.
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
                 }

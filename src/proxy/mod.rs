@@ -110,7 +110,7 @@ where
     } else if policy.files.is_empty() {
         note!("no .rego files in {dirs}; every governed call will be denied (default deny)");
     }
-    let (audit, audit_thread) = AuditHandle::open(&opts.database);
+    let (audit, audit_thread) = AuditHandle::open(&opts.database, opts.config.audit.durability);
     if let Some(e) = audit.error() {
         note!("audit store unavailable; every governed call will be denied: {e}");
     }

@@ -57,7 +57,12 @@ impl Home {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.program(BIN, args)
+    }
+
+    /// Any program, with this home's environment.
+    pub fn program(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("BEHAVRY_HOME", self.path())
             .env("BEHAVRY_MOCK_LOG", self.mock_log())
