@@ -62,6 +62,8 @@ const ECHO_TEXT: &str = "hello";
 struct Options {
     calls: usize,
     warmup: usize,
+    /// A config.toml for the wrapper (e.g. `[audit] durability = "full"`).
+    config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -83,6 +85,9 @@ fn run() -> Result<()> {
     let home = tempfile::tempdir()?;
     std::fs::create_dir_all(home.path().join("policies"))?;
     std::fs::write(home.path().join("policies/allow.rego"), POLICY)?;
+    if let Some(config) = &opts.config {
+        std::fs::copy(config, home.path().join("config.toml"))?;
+    }
 
     let mut direct = Session::start(
         "direct",
@@ -177,6 +182,7 @@ fn parse_args() -> Result<Option<Options>> {
     let mut opts = Options {
         calls: DEFAULT_CALLS,
         warmup: DEFAULT_WARMUP,
+        config: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -184,14 +190,22 @@ fn parse_args() -> Result<Option<Options>> {
             Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
             None => (arg, None),
         };
+        if flag == "--config" {
+            let value = inline
+                .or_else(|| args.next())
+                .ok_or("--config needs a file")?;
+            opts.config = Some(PathBuf::from(value));
+            continue;
+        }
         let target = match flag.as_str() {
             "--calls" => &mut opts.calls,
             "--warmup" => &mut opts.warmup,
             "-h" | "--help" => {
                 println!(
-                    "usage: latency [--calls N] [--warmup N]\n\n\
+                    "usage: latency [--calls N] [--warmup N] [--config FILE]\n\n\
                      --calls N   measured round trips per setup [default: {DEFAULT_CALLS}]\n\
-                     --warmup N  unmeasured round trips first [default: {DEFAULT_WARMUP}]\n\n\
+                     --warmup N  unmeasured round trips first [default: {DEFAULT_WARMUP}]\n\
+                     --config F  config.toml for the wrapped setup (e.g. [audit] durability = \"full\")\n\n\
                      BEHAVRY_BIN=<path> overrides the binary (default: target/release/behavry)"
                 );
                 return Ok(None);
