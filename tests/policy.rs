@@ -136,6 +136,9 @@ fn reload_under_traffic_applies_valid_sets_and_keeps_the_last_good_one() {
     }
     assert!(rows.iter().any(|r| r["policy_hash"] == deny_hash));
     assert_eq!(rows.last().expect("rows")["policy_hash"], allow_hash);
+    // Reload records are part of the hash chain, and it still verifies.
+    let out = run(&mut home.command(&["log", "--verify"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
 
 #[test]

@@ -2,10 +2,11 @@
 //! that owns a wrapper's connection so blocking SQLite calls stay off the async workers
 //! ([`writer`]).
 
+pub mod chain;
 pub mod store;
 pub mod writer;
 
 pub use store::{
-    DecisionRow, EventEntry, EventFilter, EventRow, LogEntry, LogFilter, Outcome, Store, StoreError,
+    DecisionRow, EventEntry, EventFilter, LogEntry, LogFilter, Outcome, Store, StoreError,
 };
 pub use writer::AuditHandle;

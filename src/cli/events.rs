@@ -6,18 +6,17 @@ use std::io::Write;
 use super::LogArgs;
 use crate::audit::{EventEntry, EventFilter, Store};
 
-pub fn run(args: LogArgs, store: &Store, since: Option<String>) -> anyhow::Result<i32> {
-    let default_limit = if args.json { None } else { Some(50) };
+pub fn run(args: LogArgs, store: &Store, since: Option<String>, json: bool) -> anyhow::Result<i32> {
+    let default_limit = if json { None } else { Some(50) };
     let mut filter = EventFilter {
-        kind: None,
         server: args.server,
         session: args.session,
         since,
-        after_id: None,
+        after_seq: None,
         limit: args.limit.or(default_limit).filter(|&l| l > 0),
     };
     let mut out = std::io::stdout().lock();
-    if !args.json {
+    if !json {
         writeln!(
             out,
             "{:<19}  {:<20}  {:<12}  {:<12}  DETAIL",
@@ -25,18 +24,18 @@ pub fn run(args: LogArgs, store: &Store, since: Option<String>) -> anyhow::Resul
         )?;
     }
     let rows = store.query_events(&filter)?;
-    let mut last = print(&mut out, &rows, args.json)?;
+    let mut last = print(&mut out, &rows, json)?;
     if !args.follow {
         return Ok(0);
     }
     filter.limit = None;
     if last.is_none() {
-        last = store.last_event_id()?;
+        last = store.last_seq()?;
     }
     loop {
         std::thread::sleep(super::log::FOLLOW_POLL);
-        filter.after_id = last;
-        if let Some(id) = print(&mut out, &store.query_events(&filter)?, args.json)? {
+        filter.after_seq = last;
+        if let Some(id) = print(&mut out, &store.query_events(&filter)?, json)? {
             last = Some(id);
         }
     }
@@ -61,7 +60,7 @@ fn print(out: &mut impl Write, rows: &[EventEntry], json: bool) -> anyhow::Resul
         }
     }
     out.flush()?;
-    Ok(rows.last().map(|r| r.id))
+    Ok(rows.last().map(|r| r.seq))
 }
 
 /// One line about the event: the errors of a rejected set, the file count of an applied one.

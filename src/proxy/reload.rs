@@ -1,9 +1,9 @@
 //! Tells the user and the audit trail about policy reloads: a note on stderr (never stdout, the
-//! MCP channel) and a `policy_reload` / `policy_reload_failed` event row.
+//! MCP channel) and a `policy_reload` / `policy_reload_failed` record in the audit journal.
 
 use serde_json::json;
 
-use crate::audit::store::{EventRow, POLICY_RELOAD, POLICY_RELOAD_FAILED};
+use crate::audit::chain::Kind;
 use crate::audit::AuditHandle;
 use crate::note;
 use crate::policy::watch::Reload;
@@ -24,7 +24,7 @@ pub(super) fn reporter(
                     short(&set.hash)
                 );
                 (
-                    POLICY_RELOAD,
+                    Kind::PolicyReload,
                     Some(set.hash.clone()),
                     json!({ "files": files(set) }),
                 )
@@ -46,19 +46,19 @@ pub(super) fn reporter(
                     ),
                 }
                 (
-                    POLICY_RELOAD_FAILED,
+                    Kind::PolicyReloadFailed,
                     kept.map(|k| k.hash.clone()),
                     json!({ "errors": errors, "rejected_hash": failed.hash, "files": files(failed) }),
                 )
             }
         };
-        audit.event(EventRow {
-            kind: kind.into(),
-            session_id: session_id.clone(),
-            server: server.clone(),
-            policy_hash,
-            detail,
-        });
+        // A journal record: `session_id`, `server`, `policy_hash` (the set in force after the
+        // event), then the detail (see `audit::store::events`).
+        let mut body = detail;
+        body["session_id"] = json!(session_id);
+        body["server"] = json!(server);
+        body["policy_hash"] = json!(policy_hash);
+        audit.event(kind, body);
     }
 }
 
