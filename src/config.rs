@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::policy::canon::OwnDir;
 use crate::policy::input::ActionType;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,26 @@ impl Paths {
 
     pub fn database(&self) -> PathBuf {
         self.data_dir.join("behavry.db")
+    }
+
+    /// The directories wrapped servers may never reach into: config, data, and every directory
+    /// policies are loaded from (`policy_dirs`, which includes `--policies` ones).
+    pub fn own_dirs(&self, policy_dirs: &[PathBuf]) -> Vec<OwnDir> {
+        let mut dirs = vec![
+            OwnDir {
+                what: "configuration directory".into(),
+                dir: self.config_dir.clone(),
+            },
+            OwnDir {
+                what: "data directory".into(),
+                dir: self.data_dir.clone(),
+            },
+        ];
+        dirs.extend(policy_dirs.iter().map(|d| OwnDir {
+            what: "policy directory".into(),
+            dir: d.clone(),
+        }));
+        dirs
     }
 }
 

@@ -5,5 +5,8 @@
 pub mod store;
 pub mod writer;
 
-pub use store::{DecisionRow, LogEntry, LogFilter, Outcome, Store, StoreError};
+pub use store::{
+    DecisionRow, LogEntry, LogFilter, Outcome, ServerRequestEntry, ServerRequestRow, Store,
+    StoreError,
+};
 pub use writer::AuditHandle;

@@ -10,7 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Forward-only migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_decisions.sql")];
+/// Keep this list in file-number order: each entry's position is its schema version.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_decisions.sql"),
+    // 002 (escalations) comes from another branch; when both are merged it goes here, before 003.
+    include_str!("migrations/003_server_requests.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,6 +76,31 @@ pub struct DecisionRow {
     pub channel: String,
     pub policy_hash: String,
     pub request_id: String,
+}
+
+/// A request the server sent the client, about to be recorded.
+#[derive(Debug, Clone)]
+pub struct ServerRequestRow {
+    pub session_id: String,
+    pub server: String,
+    pub method: String,
+    /// The server's request id, as JSON text.
+    pub request_id: String,
+    /// Redacted before it reaches the store (see [`redact`]).
+    pub params: Value,
+}
+
+/// A recorded server-to-client request.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerRequestEntry {
+    #[serde(skip)]
+    pub id: i64,
+    pub ts: String,
+    pub session_id: String,
+    pub server: String,
+    pub method: String,
+    pub request_id: String,
+    pub params: Value,
 }
 
 /// A row as `behavry log` shows it. The JSON field names are a contract for other tools.
@@ -316,6 +346,62 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
+    /// Records a request the server sent the client, and commits it.
+    pub fn record_server_request(&mut self, row: &ServerRequestRow) -> Result<i64, StoreError> {
+        let ts = now_rfc3339();
+        let params = serde_json::to_string(&row.params).unwrap_or_else(|_| "null".into());
+        let sql = sqlite_err(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        tx.execute(
+            "INSERT INTO server_requests (ts, session_id, server, method, request_id, params)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                ts,
+                row.session_id,
+                row.server,
+                row.method,
+                row.request_id,
+                params
+            ],
+        )
+        .map_err(&sql)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(&sql)?;
+        Ok(id)
+    }
+
+    /// Recorded server-to-client requests, oldest first; one session's when `session` is given.
+    pub fn server_requests(
+        &self,
+        session: Option<&str>,
+    ) -> Result<Vec<ServerRequestEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, ts, session_id, server, method, request_id, params FROM server_requests
+                 WHERE ?1 IS NULL OR session_id = ?1 ORDER BY id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![session], |r| {
+                let params: String = r.get(6)?;
+                Ok(ServerRequestEntry {
+                    id: r.get(0)?,
+                    ts: r.get(1)?,
+                    session_id: r.get(2)?,
+                    server: r.get(3)?,
+                    method: r.get(4)?,
+                    request_id: r.get(5)?,
+                    params: serde_json::from_str(&params).unwrap_or(Value::Null),
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
     /// The largest row id, for `--follow` to start after.
     pub fn last_id(&self) -> Result<Option<i64>, StoreError> {
         self.conn
@@ -474,6 +560,35 @@ mod tests {
             .unwrap();
         assert_eq!(newest[0].tool, "write_file");
         assert_eq!(store.last_id().unwrap(), Some(a + 1));
+    }
+
+    #[test]
+    fn records_server_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
+        let row = ServerRequestRow {
+            session_id: "s1".into(),
+            server: "fs".into(),
+            method: "sampling/createMessage".into(),
+            request_id: "0".into(),
+            params: redact(&json!({"messages": [], "apiKey": "k"})),
+        };
+        store.record_server_request(&row).unwrap();
+        store
+            .record_server_request(&ServerRequestRow {
+                session_id: "s2".into(),
+                method: "roots/list".into(),
+                ..row
+            })
+            .unwrap();
+        let all = store.server_requests(None).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].method, "sampling/createMessage");
+        assert_eq!(all[0].params["apiKey"], "[redacted]");
+        assert_eq!(
+            store.server_requests(Some("s2")).unwrap()[0].method,
+            "roots/list"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::store::{DecisionRow, Outcome, Store};
+use super::store::{DecisionRow, Outcome, ServerRequestRow, Store};
 
 enum Command {
     Decision(Box<DecisionRow>, oneshot::Sender<Result<i64, String>>),
@@ -17,6 +17,8 @@ enum Command {
         outcome: Outcome,
         duration_ms: f64,
     },
+    /// A request the server sent the client; nothing waits for it.
+    ServerRequest(Box<ServerRequestRow>),
     /// Everything queued before this has been written; stop.
     Finish,
 }
@@ -100,6 +102,16 @@ impl AuditHandle {
     }
 }
 
+impl AuditHandle {
+    /// Queues a server-to-client request for the audit log; nothing waits for it, but it is
+    /// written before [`AuditThread::finish`] returns.
+    pub fn server_request(&self, row: ServerRequestRow) {
+        if let Ok(sender) = &self.inner {
+            let _ = sender.send(Command::ServerRequest(Box::new(row)));
+        }
+    }
+}
+
 fn serve(mut store: Store, rx: mpsc::Receiver<Command>) {
     for command in rx {
         match command {
@@ -113,6 +125,11 @@ fn serve(mut store: Store, rx: mpsc::Receiver<Command>) {
             } => {
                 if let Err(e) = store.record_outcome(id, outcome, duration_ms) {
                     crate::note!("could not record the outcome of audit row {id}: {e}");
+                }
+            }
+            Command::ServerRequest(row) => {
+                if let Err(e) = store.record_server_request(&row) {
+                    crate::note!("could not record the server's {} request: {e}", row.method);
                 }
             }
             Command::Finish => return,

@@ -19,6 +19,7 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
     };
     let mut policy_dirs = vec![paths.policy_dir()];
     policy_dirs.extend(args.policies);
+    let own_dirs = paths.own_dirs(&policy_dirs);
     let opts = WrapOptions {
         program: program.clone(),
         args: rest.to_vec(),
@@ -26,6 +27,7 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         policy_dirs,
         database: paths.database(),
         config,
+        own_dirs,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
