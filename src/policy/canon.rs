@@ -313,11 +313,22 @@ impl Resolver {
             })
             .collect();
         // Most specific first, so a refusal names the policy directory, not the config
-        // directory that holds it; the first of equal directories keeps its name.
+        // directory that holds it.
         own.sort_by_key(|o| std::cmp::Reverse(o.dir.components().count()));
-        let mut seen = std::collections::HashSet::new();
-        own.retain(|o| seen.insert(o.dir.clone()));
-        Resolver { cwd, home, own }
+        let mut merged: Vec<OwnDir> = Vec::with_capacity(own.len());
+        for o in own {
+            match merged.iter_mut().find(|m| m.dir == o.dir) {
+                // BEHAVRY_HOME makes one directory both config and data directory.
+                Some(m) if !m.what.contains(&o.what) => m.what = join_names(&m.what, &o.what),
+                Some(_) => {}
+                None => merged.push(o),
+            }
+        }
+        Resolver {
+            cwd,
+            home,
+            own: merged,
+        }
     }
 
     pub fn resolve_all(&self, raws: &[String]) -> Vec<PathArg> {
@@ -388,6 +399,14 @@ impl Resolver {
             arg.canonical.push(s);
         }
         arg
+    }
+}
+
+/// "configuration directory" + "data directory" → "configuration and data directory".
+fn join_names(a: &str, b: &str) -> String {
+    match (a.strip_suffix(" directory"), b.strip_suffix(" directory")) {
+        (Some(a), Some(b)) => format!("{a} and {b} directory"),
+        _ => format!("{a} and {b}"),
     }
 }
 

@@ -92,6 +92,11 @@ pub fn parse(line: &[u8]) -> Result<Value, Rejection> {
     value.map_err(|e| {
         if violation.get() {
             Rejection::invalid(format!("ambiguous message: {e}"))
+        } else if e.to_string().contains("hex escape") {
+            // serde_json words a lone surrogate several ways ("unexpected end of hex escape").
+            Rejection::parse(format!(
+                "parse error: a \\u escape is malformed or a lone UTF-16 surrogate, which has no UTF-8 form ({e})"
+            ))
         } else {
             Rejection::parse(format!("parse error: {e}"))
         }
