@@ -278,7 +278,8 @@ fn only_evaluated_messages_reached_the_server(home: &Home, received: &str) -> Re
     for line in received.lines() {
         let value = strict::parse(line.as_bytes())
             .map_err(|e| format!("the server received an ambiguous line ({e}): {line}"))?;
-        if value.to_string() != line {
+        let reserialised = serde_json::to_string(&value).unwrap_or_default();
+        if reserialised.as_str() != line {
             return Err(format!(
                 "the server received bytes that are not behavry's re-serialisation: {line}"
             ));
