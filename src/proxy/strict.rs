@@ -341,6 +341,16 @@ mod tests {
     }
 
     #[test]
+    fn floats_survive_the_trip_to_the_server() {
+        // Found by the fuzz smoke run: without serde_json's float_roundtrip, this number parsed
+        // to a neighbour of the exact value, so policy and server could see different numbers.
+        let line = br#"[724073709551640737095516407370955164073709551640737095516407370955164073709551640737095516407370955164073709551640737095516407370955164073709551608]"#;
+        let value = parse(line).unwrap();
+        assert_eq!(parse(value.to_string().as_bytes()).unwrap(), value);
+        assert_eq!(value[0].as_f64(), Some(7.240737095516408e146));
+    }
+
+    #[test]
     fn rejection_replies_never_echo_the_id() {
         let r = Rejection::invalid("x");
         let v: Value = serde_json::from_slice(&r.reply()).unwrap();
