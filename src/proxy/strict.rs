@@ -347,7 +347,9 @@ mod tests {
         let line = br#"[724073709551640737095516407370955164073709551640737095516407370955164073709551640737095516407370955164073709551640737095516407370955164073709551608]"#;
         let value = parse(line).unwrap();
         assert_eq!(parse(value.to_string().as_bytes()).unwrap(), value);
-        assert_eq!(value[0].as_f64(), Some(7.240737095516408e146));
+        let digits = std::str::from_utf8(&line[1..line.len() - 1]).unwrap();
+        // Rust's own parser rounds correctly.
+        assert_eq!(value[0].as_f64(), digits.parse::<f64>().ok());
     }
 
     #[test]
