@@ -13,8 +13,9 @@ use serde_json::Value;
 /// Keep this list in file-number order: each entry's position is its schema version.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_decisions.sql"),
-    // 002 (escalations) comes from another branch; when both are merged it goes here, before 003.
-    include_str!("migrations/003_server_requests.sql"),
+    // MERGE: 002_approvals.sql and 003_journal.sql live on main; when merged they go here,
+    // before 004, so every entry's position is its number.
+    include_str!("migrations/004_server_requests.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
