@@ -91,6 +91,13 @@ pub struct Config {
     /// Overrides of the derived `action.type`, keyed by `<server>/<tool>` or by the bare tool name.
     pub action_types: BTreeMap<String, ActionType>,
     pub wrap: WrapConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    pub durability: crate::audit::store::Durability,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +138,11 @@ pub struct WrapConfig {
     pub shutdown_grace_ms: u64,
     /// The longest line accepted in either direction.
     pub max_frame_bytes: usize,
+    /// How long an escalated call waits for `behavry approve` before it is denied.
+    pub approval_timeout_secs: u64,
+    /// How often a held call sends `notifications/progress` (when the client gave a progress
+    /// token), so the client's idle timer does not expire while a person decides.
+    pub approval_keepalive_secs: u64,
 }
 
 impl Default for WrapConfig {
@@ -141,6 +153,8 @@ impl Default for WrapConfig {
             // 500 ms let the server shut down cleanly inside that window.
             shutdown_grace_ms: 500,
             max_frame_bytes: 64 * 1024 * 1024,
+            approval_timeout_secs: 300,
+            approval_keepalive_secs: 15,
         }
     }
 }

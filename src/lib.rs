@@ -31,12 +31,14 @@
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
 //! `log` command: in `wrap`, stdout is the protocol channel.
 
+pub mod approval;
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod mock;
 pub mod policy;
 pub mod proxy;
+pub mod tui;
 
 /// Writes a diagnostic line to stderr. Never stdout: in `wrap`, stdout carries MCP frames.
 #[macro_export]

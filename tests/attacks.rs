@@ -391,16 +391,35 @@ fn server_requests_are_recorded() {
     );
     let (code, _) = w.finish();
     assert_eq!(code, Some(0));
-    let store =
-        behavry::audit::Store::open(&home.path().join("behavry.db")).expect("open the store");
-    let rows = store.server_requests(None).expect("query");
-    let methods: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
+    // Server requests are records in the hash-chained journal, like every audit fact.
+    let db = rusqlite::Connection::open(home.path().join("behavry.db")).expect("open the store");
+    let mut stmt = db
+        .prepare("SELECT body FROM journal WHERE kind = 'server_request' ORDER BY seq")
+        .expect("query");
+    let rows: Vec<Value> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("rows")
+        .map(|b| serde_json::from_str(&b.expect("body")).expect("JSON body"))
+        .collect();
+    let methods: Vec<&str> = rows.iter().filter_map(|r| r["method"].as_str()).collect();
     assert_eq!(
         methods,
         ["sampling/createMessage", "elicitation/create", "roots/list"],
         "ping acts on nobody and is not recorded"
     );
-    assert_eq!(rows[0].server, "mock");
-    assert_eq!(rows[0].params["apiKey"], "[redacted]");
-    assert_eq!(rows[0].request_id, "\"s-0\"");
+    assert_eq!(rows[0]["server"], "mock");
+    assert_eq!(rows[0]["params"]["apiKey"], "[redacted]");
+    assert_eq!(rows[0]["request_id"], "\"s-0\"");
+    assert!(rows[0]["session_id"]
+        .as_str()
+        .is_some_and(|s| s.len() == 36));
+    let verify = home
+        .command(&["log", "--verify"])
+        .output()
+        .expect("log --verify");
+    assert!(
+        verify.status.success(),
+        "the journal still verifies: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }

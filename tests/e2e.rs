@@ -7,66 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 
 use common::*;
 use serde_json::{json, Value};
-
-fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e")
-}
-
-/// Installs the pinned packages once per test run.
-fn node_modules() -> &'static Path {
-    static READY: OnceLock<PathBuf> = OnceLock::new();
-    READY.get_or_init(|| {
-        let dir = e2e_dir();
-        let modules = dir.join("node_modules");
-        if !modules
-            .join("@modelcontextprotocol/server-filesystem/package.json")
-            .exists()
-        {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .status()
-                .unwrap_or_else(|e| {
-                    panic!("the end-to-end tests need npm (Node.js >= 20) on PATH: {e}")
-                });
-            assert!(status.success(), "npm ci in {} failed", dir.display());
-        }
-        modules
-    })
-}
-
-/// Runs the SDK client against `behavry wrap -- node server-filesystem <root>`.
-fn run_client(home: &Home, root: &Path, calls: Value) -> Value {
-    let server = node_modules().join("@modelcontextprotocol/server-filesystem/dist/index.js");
-    let spec = json!({
-        "command": BIN,
-        "args": ["wrap", "--name", "fs", "--", "node", server, root],
-        "env": {
-            "BEHAVRY_HOME": home.path(),
-            "USER": "tester",
-            "CLAUDE_PROJECT_DIR": root,
-        },
-        "calls": calls,
-    });
-    let spec_file = home.path().join("spec.json");
-    std::fs::write(&spec_file, spec.to_string()).expect("write spec");
-    let out = Command::new("node")
-        .arg(e2e_dir().join("client.mjs"))
-        .arg(&spec_file)
-        .output()
-        .expect("node runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "client failed: {stderr}");
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("client output {stdout:?}: {e}\n{stderr}"))
-}
 
 fn result_text(r: &Value) -> &str {
     r.pointer("/result/content/0/text")

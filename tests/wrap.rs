@@ -14,7 +14,18 @@ const ALLOW_ECHO: &str =
 #[test]
 fn seed_policy_allows_reads_denies_prod_writes_and_escalates_deletes() {
     let home = Home::with_policy("seed.rego", SEED);
-    let mut w = home.wrap_mock();
+    let mut w = home.wrap(
+        &[
+            "--name",
+            "mock",
+            "--approval-timeout",
+            "1",
+            "--",
+            BIN,
+            "mock-server",
+        ],
+        &[],
+    );
     w.initialize();
 
     let read = w.call(1, "read_file", json!({"path": "/etc/hosts"}));
@@ -78,6 +89,7 @@ fn seed_policy_allows_reads_denies_prod_writes_and_escalates_deletes() {
     assert_eq!(rows[1]["arguments"]["password"], "[redacted]");
     assert_eq!(rows[1]["outcome"], Value::Null);
     assert_eq!(rows[2]["decision"], "escalate");
+    assert_eq!(rows[2]["resolution"], "timeout");
     assert_eq!(rows[2]["action_type"], "delete");
     assert!(rows
         .iter()

@@ -2,11 +2,9 @@
 //! that owns a wrapper's connection so blocking SQLite calls stay off the async workers
 //! ([`writer`]).
 
+pub mod chain;
 pub mod store;
 pub mod writer;
 
-pub use store::{
-    DecisionRow, LogEntry, LogFilter, Outcome, ServerRequestEntry, ServerRequestRow, Store,
-    StoreError,
-};
+pub use store::{DecisionRow, LogEntry, LogFilter, Outcome, Store, StoreError};
 pub use writer::AuditHandle;

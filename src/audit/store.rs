@@ -5,17 +5,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use super::chain::{self, Kind};
 
 /// Forward-only migrations, applied in order; `PRAGMA user_version` records how many ran.
-/// Keep this list in file-number order: each entry's position is its schema version.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_decisions.sql"),
-    // MERGE: 002_approvals.sql and 003_journal.sql live on main; when merged they go here,
-    // before 004, so every entry's position is its number.
-    include_str!("migrations/004_server_requests.sql"),
+    include_str!("migrations/002_approvals.sql"),
+    include_str!("migrations/003_journal.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,18 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+}
+
+/// How hard each commit tries to reach the disk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// WAL with `synchronous = NORMAL`: a killed process loses nothing; a power cut can lose
+    /// the last commits.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: every decision is fsynced before the call moves on.
+    Full,
 }
 
 /// How a forwarded call ended.
@@ -59,6 +71,117 @@ impl Outcome {
     }
 }
 
+/// How an escalation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    Approved,
+    /// Approved, and later identical escalations in the same session are allowed without asking.
+    ApprovedSession,
+    Denied,
+    Timeout,
+    Cancelled,
+    /// The wrapper holding it exited before anyone resolved it.
+    Abandoned,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Approved => "approved",
+            Resolution::ApprovedSession => "approved_session",
+            Resolution::Denied => "denied",
+            Resolution::Timeout => "timeout",
+            Resolution::Cancelled => "cancelled",
+            Resolution::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Resolution> {
+        Some(match s {
+            "approved" => Resolution::Approved,
+            "approved_session" => Resolution::ApprovedSession,
+            "denied" => Resolution::Denied,
+            "timeout" => Resolution::Timeout,
+            "cancelled" => Resolution::Cancelled,
+            "abandoned" => Resolution::Abandoned,
+            _ => return None,
+        })
+    }
+}
+
+/// A resolved escalation, as the wrapper holding it learns of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub resolution: Resolution,
+    /// The denial reason typed by the approver, if any.
+    pub reason: Option<String>,
+    pub by: String,
+}
+
+/// A process, identified so that a reused pid is not mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start: i64,
+}
+
+impl Owner {
+    pub fn current() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            start: process_start(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether this process still runs (and is not a zombie).
+    pub fn is_alive(&self) -> bool {
+        process_start(self.pid).is_some_and(|start| start == self.start || self.start == 0)
+    }
+}
+
+/// A process's start time, or `None` if it is gone or a zombie.
+fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// What a wrapper records alongside an escalated decision.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub owner: Owner,
+    pub request_hash: String,
+    pub expires_at: String,
+}
+
+/// A pending escalation, as the approver lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingCall {
+    pub id: i64,
+    pub ts: String,
+    pub session_id: String,
+    pub server: String,
+    pub tool: String,
+    pub method: String,
+    pub action_type: String,
+    pub resource_path: Option<String>,
+    pub reasons: Vec<String>,
+    pub agent: String,
+    pub requester: String,
+    pub arguments: Value,
+    pub request_hash: String,
+    pub expires_at: String,
+    #[serde(skip)]
+    pub owner: Owner,
+}
+
 /// A decision about to be recorded.
 #[derive(Debug, Clone)]
 pub struct DecisionRow {
@@ -77,31 +200,8 @@ pub struct DecisionRow {
     pub channel: String,
     pub policy_hash: String,
     pub request_id: String,
-}
-
-/// A request the server sent the client, about to be recorded.
-#[derive(Debug, Clone)]
-pub struct ServerRequestRow {
-    pub session_id: String,
-    pub server: String,
-    pub method: String,
-    /// The server's request id, as JSON text.
-    pub request_id: String,
-    /// Redacted before it reaches the store (see [`redact`]).
-    pub params: Value,
-}
-
-/// A recorded server-to-client request.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerRequestEntry {
-    #[serde(skip)]
-    pub id: i64,
-    pub ts: String,
-    pub session_id: String,
-    pub server: String,
-    pub method: String,
-    pub request_id: String,
-    pub params: Value,
+    /// Set when an escalation is resolved at the moment it is recorded (`approved_session`).
+    pub resolution: Option<Resolution>,
 }
 
 /// A row as `behavry log` shows it. The JSON field names are a contract for other tools.
@@ -127,6 +227,19 @@ pub struct LogEntry {
     pub outcome: Option<String>,
     pub duration_ms: Option<f64>,
     pub policy_hash: String,
+    /// Who or what resolved an escalation, and when.
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<String>,
+}
+
+/// What `behavry log --stats` prints: (key, count) pairs, largest first.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stats {
+    pub total: u64,
+    pub decision: Vec<(String, u64)>,
+    pub resolution: Vec<(String, u64)>,
+    pub server: Vec<(String, u64)>,
+    pub tool: Vec<(String, u64)>,
 }
 
 /// Which rows `behavry log` wants. Empty fields don't filter.
@@ -153,12 +266,21 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Durability::Normal)
+    }
+
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+        if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+            let create = |source| StoreError::CreateDir {
                 path: parent.display().to_string(),
                 source,
-            })?;
+            };
+            std::fs::create_dir_all(parent).map_err(create)?;
+            // The log holds call arguments (file contents, commands): for this user's eyes only.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                .map_err(create)?;
         }
         let sql = sqlite_err(&shown);
         let conn = Connection::open(path).map_err(&sql)?;
@@ -167,7 +289,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&sql)?;
         // In WAL mode NORMAL survives a crashed process; only power loss can drop the last commits.
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        let synchronous = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)
             .map_err(&sql)?;
         let mut store = Store {
             conn,
@@ -175,10 +301,6 @@ impl Store {
         };
         store.migrate()?;
         Ok(store)
-    }
-
-    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        sqlite_err(&self.path)
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
@@ -208,19 +330,51 @@ impl Store {
 
     /// Records a decision and commits it; returns the row id.
     pub fn record_decision(&mut self, row: &DecisionRow) -> Result<i64, StoreError> {
+        self.insert_decision(row, None)
+    }
+
+    /// Records an escalated decision together with its pending approval, in one transaction.
+    pub fn record_escalation(&mut self, row: &DecisionRow, hold: &Hold) -> Result<i64, StoreError> {
+        self.insert_decision(row, Some(hold))
+    }
+
+    fn insert_decision(
+        &mut self,
+        row: &DecisionRow,
+        hold: Option<&Hold>,
+    ) -> Result<i64, StoreError> {
         let ts = now_rfc3339();
         let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
-        let arguments = serde_json::to_string(&row.arguments).unwrap_or_else(|_| "null".into());
+        let arguments = chain::canonical(&row.arguments);
+        let body = decision_body(&DecisionFields {
+            ts: &ts,
+            session_id: &row.session_id,
+            server: &row.server,
+            tool: &row.tool,
+            method: &row.method,
+            action_type: &row.action_type,
+            resource_path: row.resource_path.as_deref(),
+            decision: &row.decision,
+            reasons: &reasons,
+            arguments: &arguments,
+            agent: &row.agent,
+            requester: &row.requester,
+            channel: &row.channel,
+            policy_hash: &row.policy_hash,
+            request_id: &row.request_id,
+            request_hash: hold.map(|h| h.request_hash.as_str()),
+        });
         let sql = sqlite_err(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&sql)?;
-        tx.execute(
-            "INSERT INTO decisions (ts, session_id, server, tool, method, action_type, resource_path,
+        let tx = self.write_tx()?;
+        let id = chain::append(&tx, &ts, Kind::Decision, None, &body).map_err(&sql)?;
+        tx.prepare_cached(
+            "INSERT INTO decisions (id, ts, session_id, server, tool, method, action_type, resource_path,
                 decision, reasons, arguments, agent, requester, channel, policy_hash, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id,
                 ts,
                 row.session_id,
                 row.server,
@@ -236,15 +390,26 @@ impl Store {
                 row.channel,
                 row.policy_hash,
                 row.request_id
-            ],
-        )
+            ])
+        })
         .map_err(&sql)?;
-        let id = tx.last_insert_rowid();
+        if let Some(hold) = hold {
+            tx.execute(
+                "INSERT INTO approvals (decision_id, owner_pid, owner_start, request_hash, summary, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, hold.owner.pid, hold.owner.start, hold.request_hash, arguments, ts, hold.expires_at],
+            )
+            .map_err(&sql)?;
+        }
+        if let Some(resolution) = row.resolution {
+            let body = json!({"resolution": resolution.as_str(), "reason": null, "by": BY_SESSION});
+            chain::append(&tx, &ts, Kind::Resolution, Some(id), &body).map_err(&sql)?;
+        }
         tx.commit().map_err(&sql)?;
         Ok(id)
     }
 
-    /// Fills in how a forwarded call ended.
+    /// Records how a forwarded call ended, as a journal record referring to its decision.
     pub fn record_outcome(
         &mut self,
         id: i64,
@@ -252,16 +417,37 @@ impl Store {
         duration_ms: f64,
     ) -> Result<(), StoreError> {
         let sql = sqlite_err(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&sql)?;
-        tx.execute(
-            "UPDATE decisions SET outcome = ?1, duration_ms = ?2 WHERE id = ?3",
-            params![outcome.as_str(), duration_ms, id],
-        )
-        .map_err(&sql)?;
+        let tx = self.write_tx()?;
+        // Microseconds are all the precision a duration has; more digits are float noise.
+        let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
+        let body = json!({"outcome": outcome.as_str(), "duration_ms": duration_ms});
+        chain::append(&tx, &now_rfc3339(), Kind::Outcome, Some(id), &body).map_err(&sql)?;
         tx.commit().map_err(&sql)
+    }
+
+    /// Appends a record that is not about one decision (policy reloads, server requests).
+    pub fn record_event(&mut self, kind: Kind, body: &Value) -> Result<i64, StoreError> {
+        let sql = sqlite_err(&self.path);
+        let tx = self.write_tx()?;
+        let seq = chain::append(&tx, &now_rfc3339(), kind, None, body).map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(seq)
+    }
+
+    /// A write transaction, taken at once (BEGIN IMMEDIATE) so it never fails upgrading a read
+    /// lock while another process writes.
+    pub(super) fn write_tx(&mut self) -> Result<Transaction<'_>, StoreError> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_err(&self.path))
+    }
+
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(super) fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError {
+        sqlite_err(&self.path)
     }
 
     /// Rows matching `filter`, oldest first.
@@ -273,10 +459,10 @@ impl Store {
             clauses.push(clause.replace('?', &format!("?{}", args.len())));
         };
         if let Some(d) = &filter.decision {
-            push("decision = ?", Box::new(d.clone()));
+            push("d.decision = ?", Box::new(d.clone()));
         }
         if let Some(s) = &filter.server {
-            push("server = ?", Box::new(s.clone()));
+            push("d.server = ?", Box::new(s.clone()));
         }
         if let Some(t) = &filter.tool {
             match t.split_once('/').filter(|(s, _)| {
@@ -286,20 +472,20 @@ impl Store {
                     && !s.is_empty()
             }) {
                 Some((server, tool)) => {
-                    push("server = ?", Box::new(server.to_owned()));
-                    push("tool = ?", Box::new(tool.to_owned()));
+                    push("d.server = ?", Box::new(server.to_owned()));
+                    push("d.tool = ?", Box::new(tool.to_owned()));
                 }
-                None => push("tool = ?", Box::new(t.clone())),
+                None => push("d.tool = ?", Box::new(t.clone())),
             }
         }
         if let Some(s) = &filter.session {
-            push("session_id = ?", Box::new(s.clone()));
+            push("d.session_id = ?", Box::new(s.clone()));
         }
         if let Some(s) = &filter.since {
-            push("ts >= ?", Box::new(s.clone()));
+            push("d.ts >= ?", Box::new(s.clone()));
         }
         if let Some(a) = filter.after_id {
-            push("id > ?", Box::new(a));
+            push("d.id > ?", Box::new(a));
         }
         let where_sql = if clauses.is_empty() {
             String::new()
@@ -308,12 +494,17 @@ impl Store {
         };
         let limit = filter.limit.map_or(-1, |l| l as i64);
         let sql = format!(
-            "SELECT * FROM (SELECT id, ts, session_id, server, tool, method, action_type, resource_path,
-                decision, resolution, reasons, arguments, agent, requester, channel, request_id, outcome,
-                duration_ms, policy_hash FROM decisions {where_sql} ORDER BY id DESC LIMIT {limit})
-             ORDER BY id ASC"
+            "SELECT * FROM (SELECT d.id, d.ts, d.session_id, d.server, d.tool, d.method, d.action_type,
+                d.resource_path, d.decision, json_extract(r.body, '$.resolution'), d.reasons, d.arguments,
+                d.agent, d.requester, d.channel, d.request_id, json_extract(o.body, '$.outcome'),
+                json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts
+             FROM decisions d
+             LEFT JOIN journal o ON o.ref_seq = d.id AND o.kind = 'outcome'
+             LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
+             {where_sql} ORDER BY d.id DESC LIMIT {limit})
+             ORDER BY 1 ASC"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
+        let mut stmt = self.conn.prepare(&sql).map_err(self.sqlite())?;
         let rows = stmt
             .query_map(
                 rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
@@ -340,67 +531,173 @@ impl Store {
                         outcome: r.get(16)?,
                         duration_ms: r.get(17)?,
                         policy_hash: r.get(18)?,
+                        resolved_by: r.get(19)?,
+                        resolved_at: r.get(20)?,
                     })
                 },
             )
-            .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
     }
 
-    /// Records a request the server sent the client, and commits it.
-    pub fn record_server_request(&mut self, row: &ServerRequestRow) -> Result<i64, StoreError> {
-        let ts = now_rfc3339();
-        let params = serde_json::to_string(&row.params).unwrap_or_else(|_| "null".into());
+    /// Resolves a pending escalation, if it is still pending (and, when `hash` is given, if it is
+    /// still the request the caller was shown). Returns whether this call resolved it: the first
+    /// resolution wins, so an approval racing a timeout or a cancellation cannot both take effect.
+    pub fn resolve(
+        &mut self,
+        id: i64,
+        hash: Option<&str>,
+        resolution: Resolution,
+        reason: Option<&str>,
+        by: &str,
+    ) -> Result<bool, StoreError> {
         let sql = sqlite_err(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        let tx = self.write_tx()?;
+        let changed = tx
+            .execute(
+                "UPDATE approvals SET state = ?1, deny_reason = ?2, resolved_by = ?3, resolved_at = ?4
+                 WHERE decision_id = ?5 AND state = 'pending' AND (?6 IS NULL OR request_hash = ?6)",
+                params![resolution.as_str(), reason, by, now_rfc3339(), id, hash],
+            )
             .map_err(&sql)?;
-        tx.execute(
-            "INSERT INTO server_requests (ts, session_id, server, method, request_id, params)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                ts,
-                row.session_id,
-                row.server,
-                row.method,
-                row.request_id,
-                params
-            ],
-        )
-        .map_err(&sql)?;
-        let id = tx.last_insert_rowid();
+        if changed == 1 {
+            let body = json!({"resolution": resolution.as_str(), "reason": reason, "by": by});
+            chain::append(&tx, &now_rfc3339(), Kind::Resolution, Some(id), &body).map_err(&sql)?;
+        }
         tx.commit().map_err(&sql)?;
-        Ok(id)
+        Ok(changed == 1)
     }
 
-    /// Recorded server-to-client requests, oldest first; one session's when `session` is given.
-    pub fn server_requests(
-        &self,
-        session: Option<&str>,
-    ) -> Result<Vec<ServerRequestEntry>, StoreError> {
+    /// How an escalation was resolved; `None` while it is pending (or unknown).
+    pub fn resolution(&self, id: i64) -> Result<Option<Resolved>, StoreError> {
+        let row: Option<(String, Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT state, deny_reason, resolved_by FROM approvals WHERE decision_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.sqlite())?;
+        Ok(row.and_then(|(state, reason, by)| {
+            Resolution::parse(&state).map(|resolution| Resolved {
+                resolution,
+                reason,
+                by: by.unwrap_or_default(),
+            })
+        }))
+    }
+
+    /// Pending escalations whose wrapper is still alive, oldest first. Escalations whose wrapper is
+    /// gone are resolved `abandoned` on the way.
+    pub fn pending(&mut self) -> Result<Vec<PendingCall>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, ts, session_id, server, method, request_id, params FROM server_requests
-                 WHERE ?1 IS NULL OR session_id = ?1 ORDER BY id",
+                "SELECT d.id, d.ts, d.session_id, d.server, d.tool, d.method, d.action_type, d.resource_path,
+                        d.reasons, d.agent, d.requester, a.summary, a.request_hash, a.expires_at,
+                        a.owner_pid, a.owner_start
+                 FROM approvals a JOIN decisions d ON d.id = a.decision_id
+                 WHERE a.state = 'pending' ORDER BY d.id",
             )
-            .map_err(self.err())?;
+            .map_err(self.sqlite())?;
         let rows = stmt
-            .query_map(params![session], |r| {
-                let params: String = r.get(6)?;
-                Ok(ServerRequestEntry {
+            .query_map([], |r| {
+                let reasons: String = r.get(8)?;
+                let summary: String = r.get(11)?;
+                Ok(PendingCall {
                     id: r.get(0)?,
                     ts: r.get(1)?,
                     session_id: r.get(2)?,
                     server: r.get(3)?,
-                    method: r.get(4)?,
-                    request_id: r.get(5)?,
-                    params: serde_json::from_str(&params).unwrap_or(Value::Null),
+                    tool: r.get(4)?,
+                    method: r.get(5)?,
+                    action_type: r.get(6)?,
+                    resource_path: r.get(7)?,
+                    reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                    agent: r.get(9)?,
+                    requester: r.get(10)?,
+                    arguments: serde_json::from_str(&summary).unwrap_or(Value::Null),
+                    request_hash: r.get(12)?,
+                    expires_at: r.get(13)?,
+                    owner: Owner {
+                        pid: r.get(14)?,
+                        start: r.get(15)?,
+                    },
                 })
             })
-            .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+            .map_err(self.sqlite())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sqlite())?;
+        drop(stmt);
+        let (live, gone): (Vec<_>, Vec<_>) = rows.into_iter().partition(|p| p.owner.is_alive());
+        for call in gone {
+            self.resolve(
+                call.id,
+                None,
+                Resolution::Abandoned,
+                None,
+                "behavry (the wrapper holding it exited)",
+            )?;
+        }
+        Ok(live)
+    }
+
+    /// Resolves `abandoned` every escalation `owner` still holds (a wrapper on its way out).
+    pub fn abandon_held(&mut self, owner: Owner) -> Result<usize, StoreError> {
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT decision_id FROM approvals WHERE state = 'pending' AND owner_pid = ?1 AND owner_start = ?2")
+                .map_err(self.sqlite())?;
+            let ids = stmt
+                .query_map(params![owner.pid, owner.start], |r| r.get(0))
+                .map_err(self.sqlite())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.sqlite())?;
+            ids
+        };
+        let mut count = 0;
+        for id in ids {
+            count += usize::from(self.resolve(
+                id,
+                None,
+                Resolution::Abandoned,
+                None,
+                "behavry (the wrapper exited)",
+            )?);
+        }
+        Ok(count)
+    }
+
+    /// Counts of decisions (since `since`, if given) by decision, resolution, server and tool.
+    pub fn stats(&self, since: Option<&str>) -> Result<Stats, StoreError> {
+        let since = since.unwrap_or("");
+        let count = |column: &str| -> Result<Vec<(String, u64)>, StoreError> {
+            let sql = format!(
+                "SELECT coalesce({column}, '-'), count(*) FROM decisions d
+                 LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
+                 WHERE d.ts >= ?1 GROUP BY 1 ORDER BY 2 DESC, 1"
+            );
+            let mut stmt = self.conn.prepare(&sql).map_err(self.sqlite())?;
+            let rows = stmt
+                .query_map([since], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })
+                .map_err(self.sqlite())?;
+            rows.collect::<Result<_, _>>().map_err(self.sqlite())
+        };
+        let decision = count("d.decision")?;
+        Ok(Stats {
+            total: decision.iter().map(|(_, n)| n).sum(),
+            resolution: count("json_extract(r.body, '$.resolution')")?
+                .into_iter()
+                .filter(|(k, _)| k != "-")
+                .collect(),
+            server: count("d.server")?,
+            tool: count("d.server || '/' || d.tool")?,
+            decision,
+        })
     }
 
     /// The largest row id, for `--follow` to start after.
@@ -409,13 +706,88 @@ impl Store {
             .query_row("SELECT max(id) FROM decisions", [], |r| r.get(0))
             .optional()
             .map(Option::flatten)
-            .map_err(self.err())
+            .map_err(self.sqlite())
     }
 }
 
-fn sqlite_err(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+/// Who resolved an escalation that an earlier "approve for this session" covered.
+pub const BY_SESSION: &str = "behavry (approved for this session earlier)";
+
+/// The columns of a decision row, as text, exactly as stored.
+pub(super) struct DecisionFields<'a> {
+    pub ts: &'a str,
+    pub session_id: &'a str,
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub method: &'a str,
+    pub action_type: &'a str,
+    pub resource_path: Option<&'a str>,
+    pub decision: &'a str,
+    /// JSON text.
+    pub reasons: &'a str,
+    /// Canonical JSON text.
+    pub arguments: &'a str,
+    pub agent: &'a str,
+    pub requester: &'a str,
+    pub channel: &'a str,
+    pub policy_hash: &'a str,
+    pub request_id: &'a str,
+    /// For escalations: the hash of the held request.
+    pub request_hash: Option<&'a str>,
+}
+
+/// A decision's journal body. Built from the same text that goes into (and is read back from)
+/// the decisions table, so `--verify` can rebuild it from the row and compare.
+pub(super) fn decision_body(f: &DecisionFields) -> Value {
+    json!({
+        "ts": f.ts, "session_id": f.session_id, "server": f.server, "tool": f.tool, "method": f.method,
+        "action_type": f.action_type, "resource_path": f.resource_path, "decision": f.decision,
+        "reasons": f.reasons, "arguments": f.arguments, "agent": f.agent, "requester": f.requester,
+        "channel": f.channel, "policy_hash": f.policy_hash, "request_id": f.request_id,
+        "request_hash": f.request_hash,
+    })
+}
+
+/// Rebuilds the journal body of decision `id` from its row, or `None` if the row is gone.
+pub(super) fn decision_body_from_table(
+    conn: &Connection,
+    id: i64,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT d.ts, d.session_id, d.server, d.tool, d.method, d.action_type, d.resource_path, d.decision,
+                d.reasons, d.arguments, d.agent, d.requester, d.channel, d.policy_hash, d.request_id,
+                a.request_hash
+         FROM decisions d LEFT JOIN approvals a ON a.decision_id = d.id WHERE d.id = ?1",
+    )?
+    .query_row([id], |r| {
+        let text: Vec<Option<String>> = (0..16).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+        let t = |i: usize| text[i].as_deref().unwrap_or("");
+        Ok(chain::canonical(&decision_body(&DecisionFields {
+            ts: t(0),
+            session_id: t(1),
+            server: t(2),
+            tool: t(3),
+            method: t(4),
+            action_type: t(5),
+            resource_path: text[6].as_deref(),
+            decision: t(7),
+            reasons: t(8),
+            arguments: t(9),
+            agent: t(10),
+            requester: t(11),
+            channel: t(12),
+            policy_hash: t(13),
+            request_id: t(14),
+            request_hash: text[15].as_deref(),
+        })))
+    })
+    .optional()
+}
+
+fn sqlite_err(path: &str) -> impl Fn(rusqlite::Error) -> StoreError {
+    let path = path.to_owned();
     move |source| StoreError::Sqlite {
-        path: path.to_owned(),
+        path: path.clone(),
         source,
     }
 }
@@ -492,6 +864,7 @@ mod tests {
             channel: "claude-code".into(),
             policy_hash: "abc".into(),
             request_id: "1".into(),
+            resolution: None,
         }
     }
 
@@ -561,35 +934,6 @@ mod tests {
             .unwrap();
         assert_eq!(newest[0].tool, "write_file");
         assert_eq!(store.last_id().unwrap(), Some(a + 1));
-    }
-
-    #[test]
-    fn records_server_requests() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
-        let row = ServerRequestRow {
-            session_id: "s1".into(),
-            server: "fs".into(),
-            method: "sampling/createMessage".into(),
-            request_id: "0".into(),
-            params: redact(&json!({"messages": [], "apiKey": "k"})),
-        };
-        store.record_server_request(&row).unwrap();
-        store
-            .record_server_request(&ServerRequestRow {
-                session_id: "s2".into(),
-                method: "roots/list".into(),
-                ..row
-            })
-            .unwrap();
-        let all = store.server_requests(None).unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].method, "sampling/createMessage");
-        assert_eq!(all[0].params["apiKey"], "[redacted]");
-        assert_eq!(
-            store.server_requests(Some("s2")).unwrap()[0].method,
-            "roots/list"
-        );
     }
 
     #[test]

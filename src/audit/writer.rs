@@ -1,6 +1,6 @@
 //! The thread that owns a wrapper's database connection. SQLite calls block (and may wait on other
 //! processes' locks), so they run here, never on the async workers; the proxy talks to this thread
-//! through [`AuditHandle`].
+//! through [`AuditHandle`]. Commands run one at a time, in the order they were sent.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -8,23 +8,20 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::store::{DecisionRow, Outcome, ServerRequestRow, Store};
+use super::store::{
+    DecisionRow, Durability, Hold, Outcome, Owner, Resolution, Resolved, Store, StoreError,
+};
+
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
 enum Command {
-    Decision(Box<DecisionRow>, oneshot::Sender<Result<i64, String>>),
-    Outcome {
-        id: i64,
-        outcome: Outcome,
-        duration_ms: f64,
-    },
-    /// A request the server sent the client; nothing waits for it.
-    ServerRequest(Box<ServerRequestRow>),
-    /// Everything queued before this has been written; stop.
+    Run(Job),
+    /// Everything queued before this has run; stop.
     Finish,
 }
 
 /// A cheap, cloneable handle to the audit thread. If the store could not be opened, every
-/// `record` fails with the reason, so governed calls are denied (fail closed).
+/// request fails with the reason, so governed calls are denied (fail closed).
 #[derive(Clone)]
 pub struct AuditHandle {
     inner: Result<mpsc::Sender<Command>, String>,
@@ -34,7 +31,7 @@ pub struct AuditHandle {
 pub struct AuditThread(Option<(mpsc::Sender<Command>, JoinHandle<()>)>);
 
 impl AuditThread {
-    /// Writes everything queued so far, then stops the thread. Handles still held elsewhere
+    /// Runs everything queued so far, then stops the thread. Handles still held elsewhere
     /// see "the audit thread has stopped" afterwards (and deny).
     pub fn finish(self) {
         if let Some((sender, handle)) = self.0 {
@@ -44,11 +41,13 @@ impl AuditThread {
     }
 }
 
+const STOPPED: &str = "the audit thread has stopped";
+
 impl AuditHandle {
     /// Opens the store at `path` on a new thread. A store that cannot be opened still yields a
-    /// handle, one that refuses every record with the error.
-    pub fn open(path: &Path) -> (AuditHandle, AuditThread) {
-        let store = match Store::open(path) {
+    /// handle, one that refuses every request with the error.
+    pub fn open(path: &Path, durability: Durability) -> (AuditHandle, AuditThread) {
+        let store = match Store::open_with(path, durability) {
             Ok(store) => store,
             Err(e) => return (AuditHandle::unavailable(e.to_string()), AuditThread(None)),
         };
@@ -79,35 +78,75 @@ impl AuditHandle {
         self.inner.as_ref().err().map(String::as_str)
     }
 
-    /// Records a decision; resolves once the row is committed.
-    pub async fn record(&self, row: DecisionRow) -> Result<i64, String> {
+    /// Runs `job` on the audit thread and waits for its result.
+    async fn call<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, String> {
         let sender = self.inner.as_ref().map_err(Clone::clone)?;
         let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            let _ = tx.send(job(store).map_err(|e| e.to_string()));
+        });
         sender
-            .send(Command::Decision(Box::new(row), tx))
-            .map_err(|_| "the audit thread has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the audit thread has stopped".to_string())?
+            .send(Command::Run(job))
+            .map_err(|_| STOPPED.to_string())?;
+        rx.await.map_err(|_| STOPPED.to_string())?
+    }
+
+    /// Records a decision; resolves once the row is committed.
+    pub async fn record(&self, row: DecisionRow) -> Result<i64, String> {
+        self.call(move |store| store.record_decision(&row)).await
+    }
+
+    /// Records an escalated decision and its pending approval; resolves once both are committed.
+    pub async fn record_escalation(&self, row: DecisionRow, hold: Hold) -> Result<i64, String> {
+        self.call(move |store| store.record_escalation(&row, &hold))
+            .await
+    }
+
+    /// How the escalation `id` was resolved, if it was.
+    pub async fn resolution(&self, id: i64) -> Result<Option<Resolved>, String> {
+        self.call(move |store| store.resolution(id)).await
+    }
+
+    /// Resolves the escalation `id` if it is still pending; whether this call resolved it.
+    pub async fn resolve(
+        &self,
+        id: i64,
+        resolution: Resolution,
+        by: &'static str,
+    ) -> Result<bool, String> {
+        self.call(move |store| store.resolve(id, None, resolution, None, by))
+            .await
+    }
+
+    /// Resolves `abandoned` every escalation this process still holds.
+    pub async fn abandon_held(&self, owner: Owner) -> Result<usize, String> {
+        self.call(move |store| store.abandon_held(owner)).await
+    }
+
+    /// Appends a record that is not about one decision; nothing waits for it.
+    pub fn event(&self, kind: super::chain::Kind, body: serde_json::Value) {
+        if let Ok(sender) = &self.inner {
+            let job: Job = Box::new(move |store| {
+                if let Err(e) = store.record_event(kind, &body) {
+                    crate::note!("could not record a {} event: {e}", kind.as_str());
+                }
+            });
+            let _ = sender.send(Command::Run(job));
+        }
     }
 
     /// Queues the outcome of a forwarded call; nothing waits for it.
     pub fn outcome(&self, id: i64, outcome: Outcome, duration_ms: f64) {
         if let Ok(sender) = &self.inner {
-            let _ = sender.send(Command::Outcome {
-                id,
-                outcome,
-                duration_ms,
+            let job: Job = Box::new(move |store| {
+                if let Err(e) = store.record_outcome(id, outcome, duration_ms) {
+                    crate::note!("could not record the outcome of audit row {id}: {e}");
+                }
             });
-        }
-    }
-}
-
-impl AuditHandle {
-    /// Queues a server-to-client request for the audit log; nothing waits for it, but it is
-    /// written before [`AuditThread::finish`] returns.
-    pub fn server_request(&self, row: ServerRequestRow) {
-        if let Ok(sender) = &self.inner {
-            let _ = sender.send(Command::ServerRequest(Box::new(row)));
+            let _ = sender.send(Command::Run(job));
         }
     }
 }
@@ -115,23 +154,7 @@ impl AuditHandle {
 fn serve(mut store: Store, rx: mpsc::Receiver<Command>) {
     for command in rx {
         match command {
-            Command::Decision(row, reply) => {
-                let _ = reply.send(store.record_decision(&row).map_err(|e| e.to_string()));
-            }
-            Command::Outcome {
-                id,
-                outcome,
-                duration_ms,
-            } => {
-                if let Err(e) = store.record_outcome(id, outcome, duration_ms) {
-                    crate::note!("could not record the outcome of audit row {id}: {e}");
-                }
-            }
-            Command::ServerRequest(row) => {
-                if let Err(e) = store.record_server_request(&row) {
-                    crate::note!("could not record the server's {} request: {e}", row.method);
-                }
-            }
+            Command::Run(job) => job(&mut store),
             Command::Finish => return,
         }
     }

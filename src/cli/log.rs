@@ -6,11 +6,25 @@ use std::time::Duration;
 use crossterm::style::Stylize;
 
 use super::LogArgs;
+use serde_json::Value;
+
+use crate::audit::store::Stats;
 use crate::audit::{LogEntry, LogFilter, Store};
 use crate::config::Paths;
 
 /// How often `--follow` looks for new rows.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+/// How rows are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people (coloured on a terminal)
+    Table,
+    /// One JSON object per line
+    Json,
+    /// Comma-separated values with a header row
+    Csv,
+}
 
 pub fn run(args: LogArgs) -> anyhow::Result<i32> {
     let paths = Paths::resolve()?;
@@ -21,19 +35,51 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
             db.display()
         );
     }
-    let store = Store::open(&db)?;
-    let since = match args.since {
-        Some(age) => {
-            let age = time::Duration::try_from(age)
-                .map_err(|_| anyhow::anyhow!("--since is too large"))?;
-            let then = time::OffsetDateTime::now_utc()
-                .checked_sub(age)
-                .ok_or_else(|| anyhow::anyhow!("--since is too large"))?;
-            Some(crate::audit::store::format_ts(then))
+    let mut store = Store::open(&db)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.verify {
+        return Ok(match store.verify()? {
+            Ok(rows) => {
+                writeln!(out, "ok: {rows} rows")?;
+                0
+            }
+            Err(problem) => {
+                writeln!(out, "verification failed at {problem}")?;
+                1
+            }
+        });
+    }
+    if args.head {
+        match store.head()? {
+            Some((seq, hash)) => writeln!(out, "{seq} {hash}")?,
+            None => writeln!(out, "0 {}", crate::audit::chain::ZERO)?,
         }
-        None => None,
+        return Ok(0);
+    }
+    if let (true, Some(age)) = (args.prune, args.before) {
+        let before = ago(age, "--before")?;
+        let removed = store.prune(&before)?;
+        writeln!(out, "pruned {removed} records older than {before}")?;
+        return Ok(0);
+    }
+    let since = args.since.map(|age| ago(age, "--since")).transpose()?;
+    if args.stats {
+        let stats = store.stats(since.as_deref())?;
+        if args.json || args.format == Some(Format::Json) {
+            serde_json::to_writer(&mut out, &stats)?;
+            writeln!(out)?;
+        } else {
+            print_stats(&mut out, &stats)?;
+        }
+        return Ok(0);
+    }
+    let format = if args.json {
+        Format::Json
+    } else {
+        args.format.unwrap_or(Format::Table)
     };
-    let default_limit = if args.json { None } else { Some(50) };
+    let default_limit = (format == Format::Table).then_some(50);
     let mut filter = LogFilter {
         decision: args.decision,
         server: args.server,
@@ -43,14 +89,15 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
         after_id: None,
         limit: args.limit.or(default_limit).filter(|&l| l > 0),
     };
-    let stdout = std::io::stdout();
-    let colour = !args.json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut out = stdout.lock();
+    let colour =
+        format == Format::Table && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let rows = store.query(&filter)?;
-    if !args.json {
-        writeln!(out, "{}", header())?;
+    match format {
+        Format::Table => writeln!(out, "{}", header())?,
+        Format::Csv => writeln!(out, "{}", CSV_FIELDS.join(","))?,
+        Format::Json => {}
     }
-    let mut last = print_rows(&mut out, &rows, args.json, colour)?;
+    let mut last = print_rows(&mut out, &rows, format, colour)?;
     if !args.follow {
         return Ok(0);
     }
@@ -62,25 +109,103 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
         std::thread::sleep(FOLLOW_POLL);
         filter.after_id = last;
         let rows = store.query(&filter)?;
-        if let Some(id) = print_rows(&mut out, &rows, args.json, colour)? {
+        if let Some(id) = print_rows(&mut out, &rows, format, colour)? {
             last = Some(id);
         }
     }
+}
+
+/// The stored timestamp of `age` ago.
+fn ago(age: Duration, flag: &str) -> anyhow::Result<String> {
+    let too_large = || anyhow::anyhow!("{flag} is too large");
+    let age = time::Duration::try_from(age).map_err(|_| too_large())?;
+    let then = time::OffsetDateTime::now_utc()
+        .checked_sub(age)
+        .ok_or_else(too_large)?;
+    Ok(crate::audit::store::format_ts(then))
+}
+
+fn print_stats(out: &mut impl Write, stats: &Stats) -> anyhow::Result<()> {
+    writeln!(out, "{} decisions", stats.total)?;
+    for (title, counts) in [
+        ("decision", &stats.decision),
+        ("resolution", &stats.resolution),
+        ("server", &stats.server),
+        ("tool", &stats.tool),
+    ] {
+        writeln!(out, "\nby {title}:")?;
+        for (key, count) in counts {
+            writeln!(out, "  {count:>8}  {key}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The columns of `--format csv`: the JSON fields, in this order.
+const CSV_FIELDS: &[&str] = &[
+    "ts",
+    "session_id",
+    "server",
+    "tool",
+    "method",
+    "action_type",
+    "resource_path",
+    "decision",
+    "resolution",
+    "reasons",
+    "outcome",
+    "duration_ms",
+    "policy_hash",
+    "agent",
+    "requester",
+    "channel",
+    "request_id",
+    "resolved_by",
+    "resolved_at",
+    "arguments",
+];
+
+/// One CSV row (RFC 4180: fields with commas, quotes or newlines are quoted).
+fn csv_row(row: &LogEntry) -> String {
+    let json = serde_json::to_value(row).unwrap_or_default();
+    CSV_FIELDS
+        .iter()
+        .map(|field| {
+            let cell = match &json[*field] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                Value::Array(items) if *field == "reasons" => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                other => other.to_string(),
+            };
+            if cell.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", cell.replace('"', "\"\""))
+            } else {
+                cell
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Prints rows; returns the last id printed.
 fn print_rows(
     out: &mut impl Write,
     rows: &[LogEntry],
-    json: bool,
+    format: Format,
     colour: bool,
 ) -> anyhow::Result<Option<i64>> {
     for row in rows {
-        if json {
-            serde_json::to_writer(&mut *out, row)?;
-            writeln!(out)?;
-        } else {
-            writeln!(out, "{}", table_row(row, colour))?;
+        match format {
+            Format::Json => {
+                serde_json::to_writer(&mut *out, row)?;
+                writeln!(out)?;
+            }
+            Format::Csv => writeln!(out, "{}", csv_row(row))?,
+            Format::Table => writeln!(out, "{}", table_row(row, colour))?,
         }
     }
     out.flush()?;
@@ -89,18 +214,14 @@ fn print_rows(
 
 fn header() -> String {
     format!(
-        "{:<19}  {:<8}  {:<24}  {:<7}  {:<30}  {:<8}  {:>7}  REASONS",
-        "TIME (UTC)", "DECISION", "TOOL", "TYPE", "PATH", "OUTCOME", "MS"
+        "{:<19}  {:<8}  {:<16}  {:<24}  {:<7}  {:<30}  {:<8}  {:>7}  REASONS",
+        "TIME (UTC)", "DECISION", "RESOLUTION", "TOOL", "TYPE", "PATH", "OUTCOME", "MS"
     )
 }
 
 fn table_row(row: &LogEntry, colour: bool) -> String {
     let time = row.ts.get(..19).unwrap_or(&row.ts).replace('T', " ");
-    let decision = match &row.resolution {
-        Some(r) => format!("{}:{r}", row.decision),
-        None => row.decision.clone(),
-    };
-    let decision_cell = format!("{decision:<8}");
+    let decision_cell = format!("{:<8}", row.decision);
     let decision_cell = if !colour {
         decision_cell
     } else {
@@ -116,7 +237,8 @@ fn table_row(row: &LogEntry, colour: bool) -> String {
         .map(|d| format!("{d:.1}"))
         .unwrap_or_default();
     format!(
-        "{time:<19}  {decision_cell}  {:<24}  {:<7}  {:<30}  {:<8}  {ms:>7}  {}",
+        "{time:<19}  {decision_cell}  {:<16}  {:<24}  {:<7}  {:<30}  {:<8}  {ms:>7}  {}",
+        row.resolution.as_deref().unwrap_or("-"),
         clip(&tool, 24),
         row.action_type,
         clip(row.resource_path.as_deref().unwrap_or("-"), 30),
@@ -174,6 +296,37 @@ mod tests {
         assert!(parse_age("1y").is_err());
         assert!(parse_age("h").is_err());
         assert!(parse_age("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let row = LogEntry {
+            id: 1,
+            ts: "t".into(),
+            session_id: "s".into(),
+            server: "fs".into(),
+            tool: "write_file".into(),
+            method: "tools/call".into(),
+            action_type: "write".into(),
+            resource_path: Some("/a,b".into()),
+            decision: "deny".into(),
+            resolution: None,
+            reasons: vec!["say \"no\"".into(), "twice".into()],
+            arguments: serde_json::json!({"k": 1}),
+            agent: "a".into(),
+            requester: "r".into(),
+            channel: "c".into(),
+            request_id: "7".into(),
+            outcome: None,
+            duration_ms: Some(1.5),
+            policy_hash: "h".into(),
+            resolved_by: None,
+            resolved_at: None,
+        };
+        assert_eq!(
+            csv_row(&row),
+            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,\"{\"\"k\"\":1}\""
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line. Parsing, dispatch and the one place errors become exit codes.
 
+mod approve;
 mod log;
 mod wrap;
 
@@ -33,6 +34,7 @@ struct Cli {
 enum Command {
     Wrap(WrapArgs),
     Log(LogArgs),
+    Approve(ApproveArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
     /// A minimal MCP server for tests and benchmarks.
@@ -55,22 +57,52 @@ struct WrapArgs {
     /// Also load policies from DIR (repeatable); the default policy directory is always loaded
     #[arg(long = "policies", value_name = "DIR")]
     policies: Vec<PathBuf>,
+    /// Deny an escalated call if nobody approves it within SECS [default: 300, or [wrap]
+    /// approval_timeout_secs in config.toml]
+    #[arg(long, value_name = "SECS")]
+    approval_timeout: Option<u64>,
     /// The MCP server command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
 }
 
-/// Show the audit trail (newest last)
+/// Approve or deny held calls from every wrapped server, in a terminal app
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Keys: ↑/↓ or j/k select · a approve once · s approve for the rest of the session \
+    (same server and tool) · d deny (type a reason, Enter) · q quit\n\n\
+    Examples:\n  \
+    behavry approve\n  \
+    behavry approve --list"
+)]
+struct ApproveArgs {
+    /// Print the calls waiting for approval and exit (read-only; approving needs the terminal app)
+    #[arg(long)]
+    list: bool,
+    /// With --list: one JSON object per line
+    #[arg(long, requires = "list")]
+    json: bool,
+}
+
+/// Show the audit trail (newest last), verify it, or prune it
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     behavry log\n  \
     behavry log --decision deny --since 1h\n  \
     behavry log --tool fs/write_file --json | jq .reasons\n  \
-    behavry log --follow")]
+    behavry log --format csv --since 7d > week.csv\n  \
+    behavry log --follow\n  \
+    behavry log --stats --since 24h\n  \
+    behavry log --verify\n  \
+    behavry log --head >> ~/behavry-heads.txt\n  \
+    behavry log --prune --before 90d")]
 struct LogArgs {
-    /// One JSON object per line instead of a table
-    #[arg(long)]
+    /// One JSON object per line instead of a table (same as --format json)
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// Output format
+    #[arg(long, value_enum)]
+    format: Option<log::Format>,
     /// Only this decision
     #[arg(long, value_parser = ["allow", "deny", "escalate"])]
     decision: Option<String>,
@@ -86,12 +118,28 @@ struct LogArgs {
     /// Only rows newer than this: 30s, 15m, 1h, 7d
     #[arg(long, value_name = "AGE", value_parser = log::parse_age)]
     since: Option<std::time::Duration>,
-    /// At most the newest N rows [default: 50 for the table, all for --json]
+    /// At most the newest N rows [default: 50 for the table, all otherwise]
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
     /// Keep printing new rows as they are recorded
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["verify", "head", "prune", "stats"])]
     follow: bool,
+    /// Check the database and the hash chain; prints `ok: N rows` or the first problem (exit 1)
+    #[arg(long, conflicts_with_all = ["head", "prune", "stats"])]
+    verify: bool,
+    /// Print the current head (sequence number and hash) of the hash chain, to keep elsewhere
+    #[arg(long, conflicts_with_all = ["prune", "stats"])]
+    head: bool,
+    /// Delete records older than --before, keeping the chain verifiable (a checkpoint records
+    /// the last pruned hash) and every call still waiting for approval
+    #[arg(long, requires = "before", conflicts_with = "stats")]
+    prune: bool,
+    /// With --prune: the age of the oldest record to keep, e.g. 90d
+    #[arg(long, value_name = "AGE", value_parser = log::parse_age, requires = "prune")]
+    before: Option<std::time::Duration>,
+    /// Counts by decision, server, tool and resolution (over --since, or everything)
+    #[arg(long)]
+    stats: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -100,6 +148,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Wrap(args) => wrap::run(args),
         Command::Log(args) => log::run(args),
+        Command::Approve(args) => approve::run(args),
         Command::Paths => paths(),
         Command::MockServer => crate::mock::run().map(|()| 0).map_err(anyhow::Error::from),
     };

@@ -1,5 +1,7 @@
 //! `behavry wrap`: builds the proxy's options and runs it with signals as the shutdown trigger.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
 
 use super::WrapArgs;
@@ -26,9 +28,17 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         server,
         policy_dirs,
         database: paths.database(),
+        approval_timeout: Duration::from_secs(
+            args.approval_timeout
+                .unwrap_or(config.wrap.approval_timeout_secs),
+        ),
         config,
         own_dirs,
     };
+    // A full disk (or a file-size limit) must fail the audit write, which denies the call; by
+    // default SIGXFSZ would kill behavry instead. The server gets the default back at exec.
+    // SAFETY: setting a signal to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -27,6 +27,8 @@ pub fn spawn(program: &str, args: &[String]) -> io::Result<Child> {
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
         unsafe {
             command.pre_exec(move || {
+                // Ignored signals stay ignored across exec; give the server the default.
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -80,7 +82,10 @@ const LAUNCHERS: &[&str] = &[
 /// `server-`, `mcp-` prefixes and `-mcp-server`, `-server`, `-mcp` suffixes.
 /// `npx -y @modelcontextprotocol/server-filesystem ~/code` → `filesystem`.
 pub fn default_server_name(program: &str, args: &[String]) -> String {
-    let words = std::iter::once(program).chain(args.iter().map(String::as_str));
+    // `sh -c 'exec my-server --flag'`: the script's own words name the server.
+    let words = std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .flat_map(str::split_whitespace);
     let word = words
         .filter(|w| !w.starts_with('-'))
         .find(|w| {
@@ -154,6 +159,11 @@ mod tests {
             ("docker", &["run", "-i", "--rm", "mcp/fetch"], "fetch"),
             ("my-tool", &[], "my-tool"),
             ("npx", &[], "npx"),
+            (
+                "sh",
+                &["-c", "exec node /srv/weather-mcp.js --port 1"],
+                "weather",
+            ),
         ];
         for (program, args, want) in table {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

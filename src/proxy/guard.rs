@@ -9,12 +9,12 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::message::{self, Kind};
 use super::strict::{self, Rejection};
 use super::{lock, Relay};
-use crate::audit::ServerRequestRow;
+use crate::audit::chain;
 use crate::policy::canon::PathArg;
 use crate::policy::input::{self, Governed};
 
@@ -166,21 +166,25 @@ impl Relay {
     }
 
     /// Records the requests the server sends the client (`sampling/createMessage`,
-    /// `elicitation/create`, `roots/list`, …): they are the server acting on the user. They are
-    /// relayed regardless; the row is queued, and written before behavry exits.
+    /// `elicitation/create`, `roots/list`, …) as `server_request` records in the audit journal:
+    /// they are the server acting on the user. They are relayed regardless; the record is queued,
+    /// and written before behavry exits.
     pub(super) fn record_server_requests(&self, msg: &Value) {
         let record = |m: &Value| {
             if let Kind::Request { id, method } = message::classify(m) {
                 if UNRECORDED_SERVER_REQUESTS.contains(&method) {
                     return;
                 }
-                self.audit.server_request(ServerRequestRow {
-                    session_id: self.ctx.session_id.clone(),
-                    server: self.ctx.server.clone(),
-                    method: method.to_owned(),
-                    request_id: message::id_key(id),
-                    params: crate::audit::store::redact(m.get("params").unwrap_or(&Value::Null)),
-                });
+                self.audit.event(
+                    chain::Kind::ServerRequest,
+                    json!({
+                        "session_id": self.ctx.session_id,
+                        "server": self.ctx.server,
+                        "method": method,
+                        "request_id": message::id_key(id),
+                        "params": crate::audit::store::redact(m.get("params").unwrap_or(&Value::Null)),
+                    }),
+                );
             }
         };
         match msg {

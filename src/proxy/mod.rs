@@ -13,7 +13,7 @@ pub mod guard;
 pub mod message;
 pub mod strict;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::approval::{self, Released};
+use crate::audit::store::{Hold, Owner, Resolution};
 use crate::audit::{AuditHandle, DecisionRow, Outcome};
 use crate::config::{os_user, Config};
 use crate::note;
@@ -47,6 +49,8 @@ pub struct WrapOptions {
     pub policy_dirs: Vec<PathBuf>,
     pub database: PathBuf,
     pub config: Config,
+    /// How long an escalated call is held waiting for a person.
+    pub approval_timeout: Duration,
     /// behavry's own directories (config, policies, data): calls that reach into them are denied
     /// whatever the policies say.
     pub own_dirs: Vec<OwnDir>,
@@ -75,6 +79,14 @@ struct Relay {
     to_server: mpsc::Sender<Vec<u8>>,
     /// Governed requests still being decided; shutdown waits for them so none is dropped.
     deciding: watch::Sender<usize>,
+    /// Escalated requests being held, by client request id; the sender cancels the hold.
+    held: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Tools a person approved "for the rest of this session".
+    session_approved: Mutex<HashSet<String>>,
+    approval_timeout: Duration,
+    approval_keepalive: Duration,
+    /// This process, as recorded on the escalations it holds.
+    owner: Owner,
     /// Client request ids in flight and the negotiated protocol version (see [`guard`]).
     guard: guard::Guard,
     /// Canonicalises the paths governed calls name.
@@ -108,7 +120,7 @@ where
     } else if policy.files.is_empty() {
         note!("no .rego files in {dirs}; every governed call will be denied (default deny)");
     }
-    let (audit, audit_thread) = AuditHandle::open(&opts.database);
+    let (audit, audit_thread) = AuditHandle::open(&opts.database, opts.config.audit.durability);
     if let Some(e) = audit.error() {
         note!("audit store unavailable; every governed call will be denied: {e}");
     }
@@ -161,9 +173,15 @@ where
         to_client,
         to_server,
         deciding: watch::channel(0).0,
+        held: Mutex::new(HashMap::new()),
+        session_approved: Mutex::new(HashSet::new()),
+        approval_timeout: opts.approval_timeout,
+        approval_keepalive: Duration::from_secs(config.wrap.approval_keepalive_secs),
+        owner: Owner::current(),
         guard: guard::Guard::default(),
         resolver,
     });
+    let audit = relay.audit.clone();
     let mut deciding = relay.deciding.subscribe();
 
     let max = config.wrap.max_frame_bytes;
@@ -204,6 +222,11 @@ where
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), server_writer).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), client_writer).await;
+    // Calls still held can no longer be answered: resolve them so no approver waits on them.
+    match audit.abandon_held(Owner::current()).await {
+        Ok(0) | Err(_) => {}
+        Ok(n) => note!("{n} call(s) waiting for approval were abandoned as behavry exited"),
+    }
     let _ = tokio::task::spawn_blocking(move || audit_thread.finish()).await;
     Ok(child::exit_code(status))
 }
@@ -346,6 +369,12 @@ impl Relay {
         let raw = || value.to_string().into_bytes();
         let (id, method) = match message::classify(&value) {
             Kind::Request { id, method } => (id.clone(), method.to_owned()),
+            Kind::Notification { method }
+                if method == "notifications/cancelled" && self.cancel_held(&value) =>
+            {
+                // The server never saw the held request, so it gets no cancellation either.
+                return;
+            }
             Kind::Notification { .. } | Kind::Response { .. } => {
                 let frame = raw();
                 self.forward(frame).await;
@@ -379,6 +408,20 @@ impl Relay {
                 let frame = raw();
                 self.forward(frame).await;
             }
+        }
+    }
+
+    /// Cancels a held request named by a `notifications/cancelled`; false if none is held.
+    fn cancel_held(&self, notification: &Value) -> bool {
+        let Some(request) = notification.pointer("/params/requestId") else {
+            return false;
+        };
+        match lock(&self.held).remove(&message::id_key(request)) {
+            Some(cancel) => {
+                let _ = cancel.send(());
+                true
+            }
+            None => false,
         }
     }
 
@@ -465,10 +508,15 @@ impl Relay {
         };
         let (arguments, agent) = arguments;
         let qualified = format!("{}/{}", self.ctx.server, tool);
+        let escalated = verdict.decision == Decision::Escalate;
+        let session_approved = escalated && lock(&self.session_approved).contains(&tool);
+        // What is forwarded is the value that was evaluated, re-serialised, not the bytes that
+        // came in; an approval is bound to the hash of exactly these bytes.
+        let body = request.to_string().into_bytes();
         let row = DecisionRow {
             session_id: self.ctx.session_id.clone(),
             server: self.ctx.server.clone(),
-            tool,
+            tool: tool.clone(),
             method: method.clone(),
             action_type: action_type.to_owned(),
             resource_path,
@@ -480,45 +528,137 @@ impl Relay {
             channel,
             policy_hash: self.policy.hash.clone(),
             request_id: message::id_key(&id),
+            resolution: session_approved.then_some(Resolution::ApprovedSession),
         };
-        let reasons = match self.audit.record(row).await {
+        let recorded = if escalated && !session_approved {
+            let expires = time::OffsetDateTime::now_utc() + self.approval_timeout;
+            let hold = Hold {
+                owner: self.owner,
+                request_hash: sha256_hex(&body),
+                expires_at: crate::audit::store::format_ts(expires),
+            };
+            self.audit.record_escalation(row, hold).await
+        } else {
+            self.audit.record(row).await
+        };
+        let row = match recorded {
+            Ok(row) => row,
             Err(e) => {
                 note!("could not record the decision for {qualified}, so it is denied: {e}");
-                vec![format!(
+                let reason = format!(
                     "the audit store could not record this call, so it was not forwarded ({e})"
-                )]
-            }
-            Ok(row) if verdict.decision == Decision::Allow => {
-                lock(&self.pending).insert(
-                    message::id_key(&id),
-                    Pending::Governed {
-                        row,
-                        sent: Instant::now(),
-                    },
                 );
-                // Forward the value that was evaluated, re-serialised, not the bytes that came in.
-                if !self.forward(request.to_string().into_bytes()).await {
-                    lock(&self.pending).remove(&message::id_key(&id));
-                    let text =
-                        format!("behavry could not forward {qualified}: the server has exited");
-                    self.reply(message::error_reply(
-                        Some(&id),
-                        message::INTERNAL_ERROR,
-                        &text,
-                    ))
-                    .await;
-                }
-                return;
+                return self.deny(&id, &method, &qualified, &[reason]).await;
             }
-            Ok(_) => verdict.reasons,
         };
+        match verdict.decision {
+            Decision::Allow => self.release(&id, row, body, &qualified).await,
+            Decision::Escalate if session_approved => {
+                self.release(&id, row, body, &qualified).await
+            }
+            Decision::Escalate => {
+                let token = request.pointer("/params/_meta/progressToken").cloned();
+                self.hold(id, row, body, (&method, &tool, &qualified), token)
+                    .await;
+            }
+            Decision::Deny => self.deny(&id, &method, &qualified, &verdict.reasons).await,
+        }
+    }
+
+    /// Forwards an allowed (or approved) request, remembering it so its outcome is recorded.
+    async fn release(&self, id: &Value, row: i64, body: Vec<u8>, qualified: &str) {
+        let key = message::id_key(id);
+        lock(&self.pending).insert(
+            key.clone(),
+            Pending::Governed {
+                row,
+                sent: Instant::now(),
+            },
+        );
+        if !self.forward(body).await {
+            lock(&self.pending).remove(&key);
+            let text = format!("behavry could not forward {qualified}: the server has exited");
+            self.reply(message::error_reply(
+                Some(id),
+                message::INTERNAL_ERROR,
+                &text,
+            ))
+            .await;
+        }
+    }
+
+    /// Answers a request behavry will not forward: an `isError` tool result the model can read,
+    /// or a JSON-RPC error for methods whose results have no such flag.
+    async fn deny(&self, id: &Value, method: &str, qualified: &str, reasons: &[String]) {
         let text = format!("behavry denied {qualified}: {}", reasons.join("; "));
         let frame = if method == "tools/call" {
-            message::tool_error_reply(&id, &text)
+            message::tool_error_reply(id, &text)
         } else {
-            message::error_reply(Some(&id), POLICY_DENIED, &text)
+            message::error_reply(Some(id), POLICY_DENIED, &text)
         };
         self.reply(frame).await;
+    }
+
+    /// Holds an escalated request until `behavry approve` resolves it, it times out, or the client
+    /// cancels it. Other traffic keeps flowing: this runs in the request's own task.
+    async fn hold(
+        &self,
+        id: Value,
+        row: i64,
+        body: Vec<u8>,
+        names: (&str, &str, &str),
+        token: Option<Value>,
+    ) {
+        let (method, tool, qualified) = names;
+        let key = message::id_key(&id);
+        let (cancel, cancelled) = oneshot::channel();
+        lock(&self.held).insert(key.clone(), cancel);
+        let timeout = self.approval_timeout;
+        note!(
+            "{qualified} is waiting for approval: run `behavry approve` in another terminal (times out in {})",
+            approval::human(timeout)
+        );
+        let to_client = self.to_client.clone();
+        let mut progress = 0u64;
+        let keepalive = move |left: Duration| {
+            let Some(token) = &token else { return };
+            progress += 1;
+            let message = format!(
+                "awaiting approval: run `behavry approve` ({} left)",
+                approval::human(left)
+            );
+            let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                "params": {"progressToken": token, "progress": progress, "message": message}});
+            // A full queue means the client is not reading; skipping one keepalive is harmless.
+            let _ = to_client.try_send(note.to_string().into_bytes());
+        };
+        let timing = approval::Timing {
+            timeout,
+            keepalive: self.approval_keepalive,
+        };
+        let released = approval::wait(&self.audit, row, timing, cancelled, keepalive).await;
+        lock(&self.held).remove(&key);
+        let reason = match released {
+            Released::Approved { session, by } => {
+                if session {
+                    lock(&self.session_approved).insert(tool.to_owned());
+                }
+                note!("{qualified} was approved by {by}");
+                return self.release(&id, row, body, qualified).await;
+            }
+            Released::Cancelled => return,
+            Released::Denied { reason, by } => match reason {
+                Some(reason) => format!("a person denied this call ({by}): {reason}"),
+                None => format!("a person denied this call ({by})"),
+            },
+            Released::TimedOut => format!(
+                "this call needs a person's approval and was not approved within {}; next time, ask the \
+                 user to run `behavry approve` in another terminal and approve it while you wait",
+                approval::human(timeout)
+            ),
+            Released::Failed(e) => format!("the approval could not be completed, so the call was not forwarded ({e})"),
+        };
+        self.deny(&id, method, qualified, &[reason]).await;
     }
 
     async fn on_server_line(&self, line: Vec<u8>) {
@@ -580,14 +720,9 @@ fn is_governed(message: &Value) -> bool {
     matches!(message::classify(message), Kind::Request { method, .. } if Governed::from_request(method, None).is_some())
 }
 
-/// Gives every deny and escalation a reason the agent can act on, when the rules gave none.
+/// Gives every deny a reason the agent can act on, when the rules gave none.
 fn explain(mut verdict: Verdict) -> Verdict {
-    if verdict.decision == Decision::Escalate {
-        verdict.reasons.push(
-            "this call needs a person's approval (the policy escalated it), and approvals are not available yet; it was denied"
-                .into(),
-        );
-    } else if verdict.decision == Decision::Deny && verdict.reasons.is_empty() {
+    if verdict.decision == Decision::Deny && verdict.reasons.is_empty() {
         verdict.reasons.push(if verdict.deny {
             "a deny rule matched".into()
         } else {
@@ -595,4 +730,12 @@ fn explain(mut verdict: Verdict) -> Verdict {
         });
     }
     verdict
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

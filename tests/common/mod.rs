@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -57,7 +57,12 @@ impl Home {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.program(BIN, args)
+    }
+
+    /// Any program, with this home's environment.
+    pub fn program(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("BEHAVRY_HOME", self.path())
             .env("BEHAVRY_MOCK_LOG", self.mock_log())
@@ -256,4 +261,80 @@ pub fn is_error(reply: &Value) -> bool {
 
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run behavry")
+}
+
+/// The shared store, opened the way `behavry approve` opens it.
+pub fn store(home: &Home) -> behavry::audit::Store {
+    behavry::audit::Store::open(&home.path().join("behavry.db")).expect("open store")
+}
+
+/// Waits until `n` calls are waiting for approval, and returns them.
+pub fn wait_pending(home: &Home, n: usize) -> Vec<behavry::audit::store::PendingCall> {
+    let start = std::time::Instant::now();
+    loop {
+        if home.path().join("behavry.db").exists() {
+            let pending = store(home).pending().expect("pending");
+            if pending.len() == n {
+                return pending;
+            }
+        }
+        assert!(start.elapsed() < WAIT, "never saw {n} pending call(s)");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- Real MCP peers (npm packages pinned in tests/e2e/package-lock.json) ----
+
+fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e")
+}
+
+/// Installs the pinned packages once per test run.
+pub fn node_modules() -> &'static Path {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY.get_or_init(|| {
+        let dir = e2e_dir();
+        let modules = dir.join("node_modules");
+        if !modules
+            .join("@modelcontextprotocol/server-filesystem/package.json")
+            .exists()
+        {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!("the end-to-end tests need npm (Node.js >= 20) on PATH: {e}")
+                });
+            assert!(status.success(), "npm ci in {} failed", dir.display());
+        }
+        modules
+    })
+}
+
+/// Runs the SDK client against `behavry wrap -- node server-filesystem <root>`.
+pub fn run_client(home: &Home, root: &Path, calls: Value) -> Value {
+    let server = node_modules().join("@modelcontextprotocol/server-filesystem/dist/index.js");
+    let spec = json!({
+        "command": BIN,
+        "args": ["wrap", "--name", "fs", "--", "node", server, root],
+        "env": {
+            "BEHAVRY_HOME": home.path(),
+            "USER": "tester",
+            "CLAUDE_PROJECT_DIR": root,
+        },
+        "calls": calls,
+    });
+    let spec_file = home.path().join("spec.json");
+    std::fs::write(&spec_file, spec.to_string()).expect("write spec");
+    let out = Command::new("node")
+        .arg(e2e_dir().join("client.mjs"))
+        .arg(&spec_file)
+        .output()
+        .expect("node runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("client output {stdout:?}: {e}\n{stderr}"))
 }

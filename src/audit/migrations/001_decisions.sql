@@ -1,6 +1,8 @@
 -- One row per governed request, written (and committed) before the request is forwarded or
--- answered. The outcome columns are filled in later, when the server answers.
+-- answered. Rows are never updated: how a call ended (its outcome, an escalation's resolution)
+-- is a later journal record that refers to the decision (see 003_journal.sql).
 CREATE TABLE decisions (
+    -- The journal sequence number of this decision's record.
     id            INTEGER PRIMARY KEY,
     -- RFC 3339 UTC with milliseconds; text so it sorts and compares as written.
     ts            TEXT NOT NULL,
@@ -11,8 +13,6 @@ CREATE TABLE decisions (
     action_type   TEXT NOT NULL,
     resource_path TEXT,
     decision      TEXT NOT NULL CHECK (decision IN ('allow', 'deny', 'escalate')),
-    -- Set only for escalated calls, once someone or something resolves them.
-    resolution    TEXT,
     -- JSON array of strings.
     reasons       TEXT NOT NULL,
     -- JSON, with secret-looking values redacted.
@@ -21,10 +21,7 @@ CREATE TABLE decisions (
     requester     TEXT NOT NULL,
     channel       TEXT NOT NULL,
     policy_hash   TEXT NOT NULL,
-    request_id    TEXT NOT NULL,
-    -- ok | error | is_error, once the server answered an allowed call.
-    outcome       TEXT,
-    duration_ms   REAL
+    request_id    TEXT NOT NULL
 );
 
 -- The filters `behavry log` offers.
