@@ -1,3 +1,5 @@
+#![allow(dead_code)] // each fuzz target uses half of this file
+
 //! What the fuzz targets run, shared with the stable-toolchain smoke run (`tests/fuzz_smoke.rs`)
 //! so both exercise exactly the same code and check the same properties. Any panic is a bug:
 //! these functions see nothing but untrusted input.
