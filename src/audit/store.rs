@@ -434,6 +434,19 @@ impl Store {
         Ok(seq)
     }
 
+    /// Leaves WAL checkpoints to [`Store::checkpoint`], except as a safety net when the WAL
+    /// grows large (about 40 MiB) without a pause.
+    pub fn defer_checkpoints(&self) {
+        let _ = self.conn.pragma_update(None, "wal_autocheckpoint", 10_000);
+    }
+
+    /// Copies what it can of the WAL into the database without waiting for readers.
+    pub fn checkpoint(&self) {
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+
     /// A write transaction, taken at once (BEGIN IMMEDIATE) so it never fails upgrading a read
     /// lock while another process writes.
     pub(super) fn write_tx(&mut self) -> Result<Transaction<'_>, StoreError> {

@@ -3,8 +3,9 @@
 //! through [`AuditHandle`]. Commands run one at a time, in the order they were sent.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -151,11 +152,26 @@ impl AuditHandle {
     }
 }
 
+/// How long the audit thread must be idle before it folds the WAL back into the database.
+const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
+
 fn serve(mut store: Store, rx: mpsc::Receiver<Command>) {
-    for command in rx {
-        match command {
-            Command::Run(job) => job(&mut store),
-            Command::Finish => return,
+    // Checkpoints copy the WAL into the database and may fsync; SQLite runs them inside whichever
+    // commit crosses the threshold, stalling that call. Run them while idle instead.
+    store.defer_checkpoints();
+    let mut dirty = false;
+    loop {
+        match rx.recv_timeout(IDLE_CHECKPOINT) {
+            Ok(Command::Run(job)) => {
+                job(&mut store);
+                dirty = true;
+            }
+            Ok(Command::Finish) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) if dirty => {
+                store.checkpoint();
+                dirty = false;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
         }
     }
 }

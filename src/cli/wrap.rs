@@ -47,7 +47,7 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
     // The server is spawned inside block_on, i.e. on the main thread, which PR_SET_PDEATHSIG needs.
     let code = runtime.block_on(async {
         let shutdown = signals()?;
-        proxy::run(opts, tokio::io::stdin(), tokio::io::stdout(), shutdown).await
+        proxy::run(opts, client_in(), client_out(), shutdown).await
     });
     // Reading stdin occupies a blocking thread that only returns when the client writes or hangs
     // up; don't wait for it.
@@ -68,4 +68,31 @@ fn signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = hup.recv() => {}
         }
     })
+}
+
+/// The client's end of stdin. MCP clients connect through pipes, which tokio can poll directly;
+/// `tokio::io::stdin()` (for anything else) hands every read to a blocking thread instead.
+fn client_in() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)));
+    match pipe {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// The client's end of stdout; see [`client_in`].
+fn client_out() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)));
+    match pipe {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdout()),
+    }
 }

@@ -255,9 +255,9 @@ fn compile(
             .map_err(|e| e.to_string())?;
     }
     // regorus finishes compiling (rule conflicts, unsafe variables) at the first evaluation; do it
-    // now so a broken set is reported at load, not at the first tool call.
-    let mut probe = engine.clone();
-    evaluate_raw(&mut probe, &serde_json::json!({})).map_err(|e| e.to_string())?;
+    // now so a broken set is reported at load, not at the first tool call. It is done on the
+    // engine that is kept, so every per-call clone starts out prepared instead of re-analysing.
+    evaluate_raw(&mut engine, &serde_json::json!({})).map_err(|e| e.to_string())?;
     Ok(engine)
 }
 
