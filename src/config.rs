@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::policy::canon::OwnDir;
 use crate::policy::input::{ActionType, BehavryDirs};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,26 @@ impl Paths {
             policy_dirs: policy_dirs.iter().map(|d| absolute(d)).collect(),
             protected,
         }
+    }
+
+    /// The directories wrapped servers may never reach into: config, data, and every directory
+    /// policies are loaded from (`policy_dirs`, which includes `--policies` ones).
+    pub fn own_dirs(&self, policy_dirs: &[PathBuf]) -> Vec<OwnDir> {
+        let mut dirs = vec![
+            OwnDir {
+                what: "configuration directory".into(),
+                dir: self.config_dir.clone(),
+            },
+            OwnDir {
+                what: "data directory".into(),
+                dir: self.data_dir.clone(),
+            },
+        ];
+        dirs.extend(policy_dirs.iter().map(|d| OwnDir {
+            what: "policy directory".into(),
+            dir: d.clone(),
+        }));
+        dirs
     }
 }
 

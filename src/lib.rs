@@ -9,18 +9,23 @@
 //! The modules follow the path a frame takes:
 //!
 //! ```text
-//! client stdin → proxy::frame → proxy::message → policy::input → policy::engine (allow/deny/escalate)
+//! client stdin → proxy::frame → proxy::strict (the one parse) → proxy::guard (ids, batches)
+//!    → proxy::message → policy::canon (paths) → policy::input → policy::engine (allow/deny/escalate)
 //!    → audit::writer (row committed first) → forward to server stdin, or answer the client ourselves
 //! server stdout → proxy::frame → response bookkeeping (outcome, duration in audit) → client stdout
 //! ```
 //!
 //! - [`config`]: where behavry keeps its files (`BEHAVRY_HOME`) and the user's `config.toml`.
-//! - [`proxy`]: spawns the server ([`proxy::child`]), reads frames ([`proxy::frame`]), classifies
-//!   JSON-RPC messages ([`proxy::message`]) and relays them, asking the policy about governed ones.
-//! - [`policy`]: builds the policy input from a request ([`policy::input`], pure), reads the policy
-//!   directories ([`policy::source`]), compiles and evaluates with regorus ([`policy::engine`]),
-//!   hot-reloads on change, swapping only sets that compile ([`policy::watch`]), and backs the
-//!   `behavry policy` commands ([`policy::inspect`], [`policy::testing`]).
+//! - [`proxy`]: spawns the server ([`proxy::child`]), reads frames ([`proxy::frame`]), parses
+//!   client messages strictly ([`proxy::strict`]: whatever is ambiguous is refused, what is
+//!   forwarded is the value evaluated), tracks in-flight ids and the protocol version
+//!   ([`proxy::guard`]), classifies JSON-RPC messages ([`proxy::message`]) and relays them, asking
+//!   the policy about governed ones.
+//! - [`policy`]: canonicalises the paths a request names ([`policy::canon`]), builds the policy
+//!   input from it ([`policy::input`], pure), reads the policy directories ([`policy::source`]),
+//!   compiles and evaluates with regorus ([`policy::engine`]), hot-reloads on change, swapping only
+//!   sets that compile ([`policy::watch`]), and backs the `behavry policy` commands
+//!   ([`policy::inspect`], [`policy::testing`]).
 //! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
 //!   ([`audit::writer`]).
 //! - [`cli`]: the command line: `wrap`, `log`, `policy`, and the hidden mock server used by tests.

@@ -3,7 +3,8 @@
 //! Tools: `echo {text}`, `read_file {path}` (readOnlyHint), `write_file {path, content}`,
 //! `delete_file {path}` (destructiveHint), `slow {ms}` (answers after `ms` milliseconds, without
 //! holding up other requests), `fail {}` (a result with `isError`), `peek {}` (a name that says
-//! nothing, annotated readOnlyHint).
+//! nothing, annotated readOnlyHint), `ask_client {}` (first sends the client
+//! `sampling/createMessage`, `elicitation/create`, `roots/list` and `ping` requests, ids `s-0`…).
 //! With `BEHAVRY_MOCK_LOG=<file>`, every line it receives is appended to that file, so tests can
 //! prove what reached the server. With `BEHAVRY_MOCK_NOISE=1` it first prints a non-JSON line to
 //! stdout, as misbehaving servers do.
@@ -59,6 +60,9 @@ pub fn run() -> io::Result<()> {
             });
             continue;
         }
+        if method == "tools/call" && params["name"] == "ask_client" {
+            ask_client(&out)?;
+        }
         let reply = match answer(method, &params) {
             Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
             Err((code, message)) => {
@@ -66,6 +70,30 @@ pub fn run() -> io::Result<()> {
             }
         };
         send(&out, reply)?;
+    }
+    Ok(())
+}
+
+/// Sends the client the requests a server makes of it (answers are read and ignored by the main
+/// loop, like any line without a method).
+fn ask_client(out: &Mutex<io::Stdout>) -> io::Result<()> {
+    let requests = [
+        (
+            "sampling/createMessage",
+            json!({"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 10, "apiKey": "secret"}),
+        ),
+        (
+            "elicitation/create",
+            json!({"message": "Your name?", "requestedSchema": {"type": "object", "properties": {}}}),
+        ),
+        ("roots/list", json!({})),
+        ("ping", json!({})),
+    ];
+    for (i, (method, params)) in requests.into_iter().enumerate() {
+        send(
+            out,
+            json!({"jsonrpc": "2.0", "id": format!("s-{i}"), "method": method, "params": params}),
+        )?;
     }
     Ok(())
 }
@@ -104,6 +132,7 @@ fn answer(method: &str, params: &Value) -> Result<Value, (i64, String)> {
                 ))),
                 "delete_file" => Ok(text(&format!("deleted {}", s("path")))),
                 "peek" => Ok(text("peeked")),
+                "ask_client" => Ok(text("asked")),
                 "fail" => {
                     Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true}))
                 }

@@ -875,3 +875,27 @@ fn add_creates_the_policy_dir_and_a_running_wrapper_picks_the_file_up() {
         echo(&mut w, id).0
     }));
 }
+
+#[test]
+fn eval_mcp_reports_calls_refused_before_policy() {
+    let home = Home::with_policy("seed.rego", SEED);
+    let call = home.path().join("call.json");
+    let target = home.policy_dir().join("seed.rego");
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "write_file", "arguments": {"path": target, "content": "allow := true"}}});
+    std::fs::write(&call, request.to_string()).expect("write");
+    let out = run(&mut home.command(&[
+        "policy",
+        "eval",
+        "--mcp",
+        call.to_str().expect("utf-8"),
+        "--server",
+        "fs",
+    ]));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("before evaluating any policy"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -284,7 +284,8 @@ fn a_slow_call_does_not_hold_up_other_traffic() {
 fn batches_with_governed_calls_are_decided_element_by_element() {
     let home = Home::with_policy("seed.rego", SEED);
     let mut w = home.wrap_mock();
-    w.initialize();
+    // Only protocol 2025-03-26 has batches.
+    w.initialize_with("2025-03-26");
     w.send(json!([
         {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/a"}}},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "write_file", "arguments": {"path": "/prod/a"}}},

@@ -448,6 +448,12 @@ fn input_from_mcp(
             "{method:?} is not a governed request (tools/call, resources/read, prompts/get); the wrapper relays it without asking the policy"
         ),
     };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    // Paths are canonicalised exactly as the wrapper does, symlinks and own-file refusal included.
+    let resolver =
+        crate::policy::canon::Resolver::new(cwd.clone(), home.clone(), paths.own_dirs(dirs));
+    let resolved = resolver.resolve_all(&input::path_args(&governed));
     let ctx = input::Context {
         server: server.to_owned(),
         agent_id: config.agent.id.clone(),
@@ -459,12 +465,20 @@ fn input_from_mcp(
         project_dir: std::env::var("CLAUDE_PROJECT_DIR")
             .ok()
             .filter(|d| !d.is_empty()),
-        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-        home: std::env::var_os("HOME").map(PathBuf::from),
+        cwd,
+        home,
         action_types: config.action_types.clone(),
         behavry: paths.behavry_dirs(dirs),
     };
-    Ok(input::build(&ctx, &governed, &input::Facts::default()).input)
+    let facts = input::Facts {
+        paths: &resolved,
+        ..input::Facts::default()
+    };
+    let built = input::build(&ctx, &governed, &facts);
+    if let Some(why) = built.refused {
+        bail!("the wrapper would deny this request before evaluating any policy: {why}");
+    }
+    Ok(built.input)
 }
 
 fn test(args: TestArgs) -> anyhow::Result<i32> {

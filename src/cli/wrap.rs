@@ -22,6 +22,7 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
     let mut policy_dirs = vec![paths.policy_dir()];
     policy_dirs.extend(args.policies);
     let behavry_dirs = paths.behavry_dirs(&policy_dirs);
+    let own_dirs = paths.own_dirs(&policy_dirs);
     let opts = WrapOptions {
         program: program.clone(),
         args: rest.to_vec(),
@@ -34,6 +35,7 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         ),
         config,
         behavry_dirs,
+        own_dirs,
     };
     // A full disk (or a file-size limit) must fail the audit write, which denies the call; by
     // default SIGXFSZ would kill behavry instead. The server gets the default back at exec.

@@ -5,10 +5,12 @@
 //! `{agent, action, resource, session, requester}` (see the README's input reference).
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+
+use super::canon::PathArg;
 
 /// What a governed call does, as policies see it in `input.action.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,6 +308,9 @@ pub struct Facts<'a> {
     /// The tool's annotations from the server's last `tools/list`.
     pub annotations: Option<&'a Value>,
     pub session_seconds: u64,
+    /// The request's [`path_args`], resolved by [`super::canon::Resolver`] (which reads the file system,
+    /// so it runs before this pure builder).
+    pub paths: &'a [PathArg],
 }
 
 /// The result of building an input: the input itself and the facts the audit row repeats.
@@ -314,6 +319,9 @@ pub struct Built {
     pub input: Value,
     pub action_type: ActionType,
     pub resource_path: Option<String>,
+    /// Set when the call must be denied before any policy sees it (an ambiguous path, behavry's
+    /// own files); the text is the reason given to the agent.
+    pub refused: Option<String>,
 }
 
 pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
@@ -325,16 +333,29 @@ pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
         Governed::PromptGet { .. } => ActionType::Prompt,
     };
     let arguments = request.arguments();
-    let paths = match request {
-        Governed::PromptGet { arguments, .. } => {
-            extract_paths(arguments, &ctx.cwd, ctx.home.as_deref())
-        }
-        _ => extract_paths(&arguments, &ctx.cwd, ctx.home.as_deref()),
-    };
+    let paths: Vec<&str> = facts
+        .paths
+        .iter()
+        .flat_map(|p| p.canonical.iter().map(String::as_str))
+        .collect();
+    let raw_paths: Vec<&str> = facts.paths.iter().map(|p| p.raw.as_str()).collect();
+    let refused = facts
+        .paths
+        .iter()
+        .find_map(|p| p.refused.clone())
+        .or_else(|| {
+            // Replacing or removing a directory that holds behavry's files reaches them too.
+            matches!(action_type, ActionType::Write | ActionType::Delete)
+                .then(|| facts.paths.iter().find_map(|p| p.contains_own.clone()))
+                .flatten()
+        });
     let client = facts.client_name.unwrap_or("unknown");
-    let mut resource = json!({ "server": ctx.server, "paths": paths });
+    let mut resource = json!({ "server": ctx.server, "paths": paths, "raw_paths": raw_paths });
     if let Some(first) = paths.first() {
         resource["path"] = json!(first);
+    }
+    if let Some(first) = raw_paths.first() {
+        resource["raw_path"] = json!(first);
     }
     let mut session = json!({ "id": ctx.session_id, "duration_seconds": facts.session_seconds });
     if let Some(dir) = &ctx.project_dir {
@@ -362,93 +383,32 @@ pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
     Built {
         input,
         action_type,
-        resource_path: paths.into_iter().next(),
+        resource_path: paths.first().map(|p| (*p).to_owned()),
+        refused,
     }
 }
 
-/// Every path-like argument value (top-level keys from [`PATH_KEYS`], strings or arrays of
-/// strings), normalised, in key order.
-pub fn extract_paths(arguments: &Value, cwd: &Path, home: Option<&Path>) -> Vec<String> {
+/// Every path-like argument of a request as sent: the values of the top-level argument keys in
+/// [`PATH_KEYS`] (strings, or arrays of strings), in key order; a `resources/read` URI.
+pub fn path_args(request: &Governed) -> Vec<String> {
+    let arguments = match request {
+        Governed::ToolCall { arguments, .. } | Governed::PromptGet { arguments, .. } => arguments,
+        Governed::ResourceRead { uri } => return vec![uri.clone()],
+    };
     let Some(args) = arguments.as_object() else {
         return Vec::new();
     };
     let mut paths = Vec::new();
     for key in PATH_KEYS {
         match args.get(*key) {
-            Some(Value::String(s)) => paths.push(normalise(s, cwd, home)),
-            Some(Value::Array(items)) => paths.extend(
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|s| normalise(s, cwd, home)),
-            ),
+            Some(Value::String(s)) => paths.push(s.clone()),
+            Some(Value::Array(items)) => {
+                paths.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
+            }
             _ => {}
         }
     }
     paths
-}
-
-/// Makes a path comparable by prefix: `file://` URIs become paths, `~` expands, relative paths
-/// resolve against the server's working directory and `.`/`..` are removed lexically. Other URIs
-/// (`https://…`) are returned as sent.
-pub fn normalise(raw: &str, cwd: &Path, home: Option<&Path>) -> String {
-    let path: PathBuf = if let Some(rest) = raw.strip_prefix("file://") {
-        // file:///x and file://localhost/x name the local path /x.
-        let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-        PathBuf::from(percent_decode(rest))
-    } else if raw.contains("://") {
-        return raw.to_owned();
-    } else if raw == "~" {
-        match home {
-            Some(h) => h.to_path_buf(),
-            None => return raw.to_owned(),
-        }
-    } else if let (Some(rest), Some(h)) = (raw.strip_prefix("~/"), home) {
-        h.join(rest)
-    } else {
-        PathBuf::from(raw)
-    };
-    let absolute = if path.is_absolute() {
-        path
-    } else {
-        cwd.join(path)
-    };
-    let mut out = PathBuf::from("/");
-    for component in absolute.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(part) => out.push(part),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    let mut s = out.to_string_lossy().into_owned();
-    // Keep a trailing slash the caller wrote: `startswith(path, "/prod/")` must match "/prod/".
-    if raw.ends_with('/') && !s.ends_with('/') {
-        s.push('/');
-    }
-    s
-}
-
-/// Decodes `%XX` escapes; malformed escapes are kept literally.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -538,49 +498,32 @@ mod tests {
     }
 
     #[test]
-    fn normalises_paths() {
-        let cwd = Path::new("/srv/app");
-        let home = Some(Path::new("/home/alice"));
-        let table = [
-            ("/prod/config.yaml", "/prod/config.yaml"),
-            ("/tmp/../prod/x", "/prod/x"),
-            ("/a/./b//c", "/a/b/c"),
-            ("./x", "/srv/app/x"),
-            ("../../../../etc/passwd", "/etc/passwd"),
-            ("~/.ssh/id_rsa", "/home/alice/.ssh/id_rsa"),
-            ("~", "/home/alice"),
-            ("file:///prod/x", "/prod/x"),
-            ("file:///%70rod/x", "/prod/x"),
-            ("file://localhost/etc/hosts", "/etc/hosts"),
-            ("https://example.com/a/../b", "https://example.com/a/../b"),
-            ("/prod/", "/prod/"),
-            ("bad%zz", "/srv/app/bad%zz"),
-            ("%", "/srv/app/%"),
-        ];
-        for (raw, want) in table {
-            assert_eq!(normalise(raw, cwd, home), want, "{raw}");
-        }
-    }
-
-    #[test]
     fn builds_the_seed_shape() {
         let req = Governed::ToolCall {
             name: "write_file".into(),
             arguments: json!({"path": "/prod/config.yaml", "content": "x"}),
         };
+        let paths = [PathArg {
+            raw: "/prod/../prod/config.yaml".into(),
+            canonical: vec!["/prod/config.yaml".into()],
+            ..PathArg::default()
+        }];
         let facts = Facts {
             client_name: Some("claude-code"),
             annotations: None,
             session_seconds: 120,
+            paths: &paths,
         };
         let built = build(&ctx(), &req, &facts);
         assert_eq!(built.action_type, ActionType::Write);
         assert_eq!(built.resource_path.as_deref(), Some("/prod/config.yaml"));
+        assert_eq!(built.refused, None);
         let want = json!({
             "agent": {"id": "claude-code", "name": "claude-code", "role": "developer", "risk_tier": "low"},
             "action": {"type": "write", "tool": "filesystem/write_file", "name": "write_file",
                        "arguments": {"path": "/prod/config.yaml", "content": "x"}, "annotations": {}},
-            "resource": {"path": "/prod/config.yaml", "paths": ["/prod/config.yaml"], "server": "filesystem"},
+            "resource": {"path": "/prod/config.yaml", "paths": ["/prod/config.yaml"], "server": "filesystem",
+                         "raw_path": "/prod/../prod/config.yaml", "raw_paths": ["/prod/../prod/config.yaml"]},
             "session": {"id": "s-1", "duration_seconds": 120, "project_dir": "/home/alice/code"},
             "requester": {"id": "alice", "channel": "claude-code"},
             "behavry": {"config_dir": "/home/alice/.config/behavry", "data_dir": "/home/alice/.local/share/behavry",
@@ -591,11 +534,69 @@ mod tests {
     }
 
     #[test]
-    fn all_paths_collected_first_is_resource_path() {
-        let args =
-            json!({"destination": "b", "source": "~/a", "paths": ["/x", 3, "/y"], "other": "/z"});
-        let paths = extract_paths(&args, Path::new("/w"), Some(Path::new("/h")));
-        assert_eq!(paths, ["/h/a", "/w/b", "/x", "/y"]);
+    fn path_args_in_key_order() {
+        let req = Governed::ToolCall {
+            name: "move".into(),
+            arguments: json!({"destination": "b", "source": "~/a", "paths": ["/x", 3, "/y"], "other": "/z", "path": {"no": 1}}),
+        };
+        assert_eq!(path_args(&req), ["~/a", "b", "/x", "/y"]);
+        let read = Governed::ResourceRead {
+            uri: "file:///etc/hosts".into(),
+        };
+        assert_eq!(path_args(&read), ["file:///etc/hosts"]);
+    }
+
+    #[test]
+    fn every_reading_is_a_path_and_refusals_carry_over() {
+        let arg = |raw: &str, canonical: &[&str]| PathArg {
+            raw: raw.into(),
+            canonical: canonical.iter().map(|s| s.to_string()).collect(),
+            ..PathArg::default()
+        };
+        let paths = [arg("/t/l/../x", &["/t/x", "/prod/x"]), arg("b", &["/w/b"])];
+        let req = Governed::ToolCall {
+            name: "write_file".into(),
+            arguments: json!({}),
+        };
+        let facts = Facts {
+            paths: &paths,
+            ..Facts::default()
+        };
+        let built = build(&ctx(), &req, &facts);
+        assert_eq!(
+            built.input["resource"]["paths"],
+            json!(["/t/x", "/prod/x", "/w/b"])
+        );
+        assert_eq!(
+            built.input["resource"]["raw_paths"],
+            json!(["/t/l/../x", "b"])
+        );
+        assert_eq!(built.input["resource"]["path"], "/t/x");
+        assert_eq!(built.input["resource"]["raw_path"], "/t/l/../x");
+
+        let mut own = arg("/home/a", &["/home/a"]);
+        own.contains_own = Some("contains behavry's data directory".into());
+        let paths = [own];
+        let facts = Facts {
+            paths: &paths,
+            ..Facts::default()
+        };
+        // Writing or deleting a directory that holds behavry's files is refused; reading it is not.
+        assert!(build(&ctx(), &req, &facts).refused.is_some());
+        let read = Governed::ToolCall {
+            name: "list_directory".into(),
+            arguments: json!({}),
+        };
+        assert!(build(&ctx(), &read, &facts).refused.is_none());
+        let bad = [PathArg::refused("x".into(), "the path \"x\" is odd".into())];
+        let facts = Facts {
+            paths: &bad,
+            ..Facts::default()
+        };
+        assert_eq!(
+            build(&ctx(), &read, &facts).refused.as_deref(),
+            Some("the path \"x\" is odd")
+        );
     }
 
     #[test]
@@ -631,7 +632,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let built = build(&ctx(), &g, &Facts::default());
-        assert_eq!(built.resource_path.as_deref(), Some("/etc/hosts"));
+        assert_eq!(built.resource_path, None);
         assert_eq!(built.input["action"]["tool"], "filesystem/resources/read");
         assert_eq!(built.action_type, ActionType::Read);
     }

@@ -1,8 +1,11 @@
-//! Policy: the input a governed request presents to the rules ([`input`], pure), the files a policy
-//! set is made of ([`source`]), the regorus engine that decides ([`engine`]), hot reload
-//! ([`watch`]), and the tooling behind `behavry policy` ([`inspect`], [`testing`]). Nothing here
-//! does I/O on the proxy path: reading and compiling happen at start and on the watcher's thread.
+//! Policy: the input a governed request presents to the rules ([`input`], pure), the canonical
+//! form of the paths it names ([`canon`]: lexical and pure, then symlink resolution, the one part
+//! that reads the file system), the files a policy set is made of ([`source`]), the regorus engine
+//! that decides ([`engine`]), hot reload ([`watch`]), and the tooling behind `behavry policy`
+//! ([`inspect`], [`testing`]). Reading and compiling policies happen at start and on the watcher's
+//! thread, never on the proxy path.
 
+pub mod canon;
 pub mod diagnostic;
 pub mod engine;
 pub mod input;

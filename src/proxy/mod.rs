@@ -9,8 +9,10 @@
 
 pub mod child;
 pub mod frame;
+pub mod guard;
 pub mod message;
 mod reload;
+pub mod strict;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -28,10 +30,11 @@ use crate::audit::store::{Hold, Owner, Resolution};
 use crate::audit::{AuditHandle, DecisionRow, Outcome};
 use crate::config::{os_user, Config};
 use crate::note;
+use crate::policy::canon::{OwnDir, Resolver};
 use crate::policy::input::{self, Governed};
 use crate::policy::{Decision, Live, PolicySet, Verdict};
 use frame::{Frame, FrameReader};
-use message::{Kind, INVALID_REQUEST, PARSE_ERROR, POLICY_DENIED};
+use message::{Kind, INVALID_REQUEST, POLICY_DENIED};
 
 /// Frames queued per direction before a writer pushes back on its senders.
 const QUEUE: usize = 1024;
@@ -51,6 +54,9 @@ pub struct WrapOptions {
     pub approval_timeout: Duration,
     /// `input.behavry`: behavry's own directories, for policies to protect.
     pub behavry_dirs: input::BehavryDirs,
+    /// behavry's own directories (config, policies, data): calls that reach into them are denied
+    /// whatever the policies say.
+    pub own_dirs: Vec<OwnDir>,
 }
 
 /// What to do when the server answers a request the client sent.
@@ -85,6 +91,10 @@ struct Relay {
     approval_keepalive: Duration,
     /// This process, as recorded on the escalations it holds.
     owner: Owner,
+    /// Client request ids in flight and the negotiated protocol version (see [`guard`]).
+    guard: guard::Guard,
+    /// Canonicalises the paths governed calls name.
+    resolver: Arc<Resolver>,
 }
 
 /// Runs the relay until the client hangs up, `shutdown` resolves, or the server exits; returns
@@ -140,6 +150,12 @@ where
     let client_writer = tokio::spawn(pump(client_out, client_rx, None, "client stdout"));
 
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let resolver = Arc::new(Resolver::new(
+        cwd.clone(),
+        home.clone(),
+        opts.own_dirs.clone(),
+    ));
     let config = &opts.config;
     let relay = Arc::new(Relay {
         ctx: input::Context {
@@ -154,7 +170,7 @@ where
                 .ok()
                 .filter(|d| !d.is_empty()),
             cwd,
-            home: std::env::var_os("HOME").map(PathBuf::from),
+            home,
             action_types: config.action_types.clone(),
             behavry: opts.behavry_dirs.clone(),
         },
@@ -173,6 +189,8 @@ where
         approval_timeout: opts.approval_timeout,
         approval_keepalive: Duration::from_secs(config.wrap.approval_keepalive_secs),
         owner: Owner::current(),
+        guard: guard::Guard::default(),
+        resolver,
     });
     let audit = relay.audit.clone();
     let mut deciding = relay.deciding.subscribe();
@@ -307,6 +325,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Relay {
     async fn reply(&self, frame: Vec<u8>) {
+        self.guard.replied(&frame);
         let _ = self.to_client.send(frame).await;
     }
 
@@ -315,48 +334,55 @@ impl Relay {
     }
 
     async fn on_client_line(self: &Arc<Self>, line: Vec<u8>) {
-        let value: Value = match serde_json::from_slice(&line) {
+        // The one parse: policy evaluates this value and the server receives it re-serialised.
+        let value = match strict::parse(&line) {
             Ok(v) => v,
-            Err(e) => {
-                let text = format!("parse error: {e}; the message was not forwarded");
-                return self
-                    .reply(message::error_reply(None, PARSE_ERROR, &text))
-                    .await;
-            }
+            Err(rejection) => return self.reply(rejection.reply()).await,
         };
-        if let Value::Array(items) = &value {
-            // A batch with nothing governed in it passes as it came; otherwise each element is
-            // handled on its own, so no governed element is ever forwarded undecided.
-            if !items.is_empty()
-                && items.iter().all(|m| {
-                    matches!(
-                        message::classify(m),
-                        Kind::Request { .. } | Kind::Notification { .. } | Kind::Response { .. }
-                    ) && !is_governed(m)
-                })
-            {
-                items.iter().for_each(|m| self.track(m));
-                self.forward(line).await;
-                return;
-            }
-            if let Value::Array(items) = value {
-                if items.is_empty() {
-                    return self
-                        .reply(message::error_reply(None, INVALID_REQUEST, "empty batch"))
-                        .await;
-                }
-                for item in items {
-                    self.client_message(item, None).await;
-                }
+        let Value::Array(items) = value else {
+            if let Some(value) = self.admit(value).await {
+                self.client_message(value).await;
             }
             return;
+        };
+        if let Err(rejection) = self.guard.batch_allowed() {
+            return self.reply(rejection.reply()).await;
         }
-        self.client_message(value, Some(line)).await;
+        if items.is_empty() {
+            return self
+                .reply(message::error_reply(None, INVALID_REQUEST, "empty batch"))
+                .await;
+        }
+        let mut admitted = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(item) = self.admit(item).await {
+                admitted.push(item);
+            }
+        }
+        // A batch with nothing governed in it passes as one batch; otherwise each element is
+        // handled on its own, so no governed element is ever forwarded undecided.
+        if !admitted.is_empty()
+            && admitted.iter().all(|m| {
+                matches!(
+                    message::classify(m),
+                    Kind::Request { .. } | Kind::Notification { .. } | Kind::Response { .. }
+                ) && !is_governed(m)
+            })
+        {
+            admitted.iter().for_each(|m| self.track(m));
+            self.forward(Value::Array(admitted).to_string().into_bytes())
+                .await;
+            return;
+        }
+        for item in admitted {
+            self.client_message(item).await;
+        }
     }
 
-    /// Handles one message. `raw` is its original line, forwarded as-is when it is not governed.
-    async fn client_message(self: &Arc<Self>, value: Value, raw: Option<Vec<u8>>) {
-        let raw = || raw.unwrap_or_else(|| value.to_string().into_bytes());
+    /// Handles one admitted message. Whatever is forwarded is `value` re-serialised, never the
+    /// bytes that came in, so the server reads exactly what behavry read.
+    async fn client_message(self: &Arc<Self>, value: Value) {
+        let raw = || value.to_string().into_bytes();
         let (id, method) = match message::classify(&value) {
             Kind::Request { id, method } => (id.clone(), method.to_owned()),
             Kind::Notification { method }
@@ -452,13 +478,19 @@ impl Relay {
                     Governed::ToolCall { name, .. } => lock(&self.annotations).get(name).cloned(),
                     _ => None,
                 };
+                let paths = self.resolve_paths(g).await;
                 let facts = input::Facts {
                     client_name: client_name.as_deref(),
                     annotations: annotations.as_ref(),
                     session_seconds: self.started.elapsed().as_secs(),
+                    paths: &paths,
                 };
                 let built = input::build(&self.ctx, g, &facts);
-                let verdict = explain(policy.decide(&built.input));
+                // Ambiguous paths and behavry's own files are refused before any policy runs.
+                let verdict = match &built.refused {
+                    Some(why) => Verdict::fail_closed(why.clone()),
+                    None => explain(policy.decide(&built.input)),
+                };
                 let agent = built
                     .input
                     .pointer("/agent/name")
@@ -656,6 +688,8 @@ impl Relay {
                 return;
             }
         };
+        self.guard.server_message(&value);
+        self.record_server_requests(&value);
         match message::classify(&value) {
             Kind::Response { .. } => self.settle(&value),
             Kind::Batch(items) => items.iter().for_each(|m| self.settle(m)),

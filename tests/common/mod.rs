@@ -181,9 +181,14 @@ impl Wrapper {
 
     /// Sends `initialize` (as Claude Code would) and `notifications/initialized`.
     pub fn initialize(&mut self) -> Value {
+        self.initialize_with("2025-06-18")
+    }
+
+    /// `initialize` proposing `version` (the mock server accepts whatever it is offered).
+    pub fn initialize_with(&mut self, version: &str) -> Value {
         self.send(
             json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
+            "protocolVersion": version, "capabilities": {},
             "clientInfo": {"name": "claude-code", "version": "2.0.0"}}}),
         );
         let reply = self.recv_id(&json!("init"));
