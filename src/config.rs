@@ -208,6 +208,34 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The facts of a wrapper run that every policy input repeats, from this config and the
+    /// environment the client gave behavry (`CLAUDE_PROJECT_DIR`, the working directory, `HOME`).
+    pub fn input_context(
+        &self,
+        server: &str,
+        session_id: String,
+        behavry: BehavryDirs,
+    ) -> crate::policy::input::Context {
+        crate::policy::input::Context {
+            server: server.to_owned(),
+            agent_id: self.agent.id.clone(),
+            agent_name: self.agent.name.clone(),
+            role: self.agent.role.clone(),
+            risk_tier: self.agent.risk_tier.clone(),
+            requester_id: self.requester.id.clone().unwrap_or_else(os_user),
+            session_id,
+            project_dir: std::env::var("CLAUDE_PROJECT_DIR")
+                .ok()
+                .filter(|d| !d.is_empty()),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            action_types: self.action_types.clone(),
+            behavry,
+        }
+    }
+}
+
 /// The OS user running behavry, the default `requester.id`: `$USER`, else the account name.
 pub fn os_user() -> String {
     if let Some(user) = ["USER", "LOGNAME"]

@@ -15,7 +15,7 @@ use clap::Subcommand;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::config::{os_user, Config, Paths};
+use crate::config::{Config, Paths};
 use crate::policy::diagnostic::shell_quote;
 use crate::policy::engine::{new_engine, sample_input};
 use crate::policy::input::{self, Governed};
@@ -448,28 +448,14 @@ fn input_from_mcp(
             "{method:?} is not a governed request (tools/call, resources/read, prompts/get); the wrapper relays it without asking the policy"
         ),
     };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let ctx = config.input_context(server, "policy-eval".into(), paths.behavry_dirs(dirs));
     // Paths are canonicalised exactly as the wrapper does, symlinks and own-file refusal included.
-    let resolver =
-        crate::policy::canon::Resolver::new(cwd.clone(), home.clone(), paths.own_dirs(dirs));
+    let resolver = crate::policy::canon::Resolver::new(
+        ctx.cwd.clone(),
+        ctx.home.clone(),
+        paths.own_dirs(dirs),
+    );
     let resolved = resolver.resolve_all(&input::path_args(&governed));
-    let ctx = input::Context {
-        server: server.to_owned(),
-        agent_id: config.agent.id.clone(),
-        agent_name: config.agent.name.clone(),
-        role: config.agent.role.clone(),
-        risk_tier: config.agent.risk_tier.clone(),
-        requester_id: config.requester.id.clone().unwrap_or_else(os_user),
-        session_id: "policy-eval".into(),
-        project_dir: std::env::var("CLAUDE_PROJECT_DIR")
-            .ok()
-            .filter(|d| !d.is_empty()),
-        cwd,
-        home,
-        action_types: config.action_types.clone(),
-        behavry: paths.behavry_dirs(dirs),
-    };
     let facts = input::Facts {
         paths: &resolved,
         ..input::Facts::default()

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::approval::{self, Released};
 use crate::audit::store::{Hold, Owner, Resolution};
 use crate::audit::{AuditHandle, DecisionRow, Outcome};
-use crate::config::{os_user, Config};
+use crate::config::Config;
 use crate::note;
 use crate::policy::canon::{OwnDir, Resolver};
 use crate::policy::input::{self, Governed};
@@ -149,31 +149,15 @@ where
     let server_writer = tokio::spawn(pump(server_in, server_rx, Some(closing), "server stdin"));
     let client_writer = tokio::spawn(pump(client_out, client_rx, None, "client stdout"));
 
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let config = &opts.config;
+    let ctx = config.input_context(&opts.server, session_id, opts.behavry_dirs.clone());
     let resolver = Arc::new(Resolver::new(
-        cwd.clone(),
-        home.clone(),
+        ctx.cwd.clone(),
+        ctx.home.clone(),
         opts.own_dirs.clone(),
     ));
-    let config = &opts.config;
     let relay = Arc::new(Relay {
-        ctx: input::Context {
-            server: opts.server.clone(),
-            agent_id: config.agent.id.clone(),
-            agent_name: config.agent.name.clone(),
-            role: config.agent.role.clone(),
-            risk_tier: config.agent.risk_tier.clone(),
-            requester_id: config.requester.id.clone().unwrap_or_else(os_user),
-            session_id,
-            project_dir: std::env::var("CLAUDE_PROJECT_DIR")
-                .ok()
-                .filter(|d| !d.is_empty()),
-            cwd,
-            home,
-            action_types: config.action_types.clone(),
-            behavry: opts.behavry_dirs.clone(),
-        },
+        ctx,
         policy,
         audit,
         started: Instant::now(),
