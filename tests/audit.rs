@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -197,45 +196,52 @@ fn a_full_disk_denies_calls_and_forwards_nothing_unrecorded() {
 
 #[test]
 fn a_read_only_database_denies_calls() {
+    use std::os::unix::fs::PermissionsExt;
     let home = Home::with_policy("p.rego", POLICY);
     drop(store(&home));
-    // As another user, the database (owned by the test's user) is read-only.
-    let probe = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        panic!("this test needs setpriv and the right to switch to uid 65534 (run as root, as CI does)");
-    }
-    use std::os::unix::fs::PermissionsExt;
-    for path in [home.path().to_path_buf(), home.path().join("policies")] {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    for entry in std::fs::read_dir(home.path()).expect("ls") {
-        let path = entry.expect("entry").path();
-        if path.is_file() {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let chmod = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    // SAFETY: geteuid has no preconditions.
+    let cmd = if unsafe { libc::geteuid() } == 0 {
+        // Root may write anything, so run the wrapper as another user, to whom the database
+        // (owned by root, mode 0644) is read-only.
+        let probe = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+            .status();
+        assert!(
+            probe.is_ok_and(|s| s.success()),
+            "as root, this test needs setpriv (util-linux)"
+        );
+        chmod(home.path(), 0o755);
+        for entry in std::fs::read_dir(home.path()).expect("ls") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                chmod(&path, 0o644);
+            }
         }
-    }
-    std::fs::set_permissions(
-        home.path().join("policies/p.rego"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .expect("chmod");
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        BIN,
-        "wrap",
-        "--name",
-        "fs",
-        "--",
-        BIN,
-        "mock-server",
-    ])
-    .env("BEHAVRY_HOME", home.path())
-    .env("HOME", home.path());
+        let mut cmd = home.program(
+            "setpriv",
+            &["--reuid=65534", "--regid=65534", "--clear-groups"],
+        );
+        // The other user cannot write the mock server's log either.
+        cmd.args([BIN, "wrap", "--name", "fs", "--", BIN, "mock-server"])
+            .env("HOME", home.path())
+            .env_remove("BEHAVRY_MOCK_LOG");
+        cmd
+    } else {
+        // Anyone else is refused by the file mode itself.
+        for entry in std::fs::read_dir(home.path()).expect("ls") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                chmod(&path, 0o444);
+            }
+        }
+        chmod(home.path(), 0o555);
+        let mut cmd = home.command(&["wrap", "--name", "fs", "--", BIN, "mock-server"]);
+        cmd.env_remove("BEHAVRY_MOCK_LOG");
+        cmd
+    };
     let mut w = Wrapper::spawn(cmd);
     w.initialize();
     let reply = w.call(1, "echo", json!({"text": "x"}));
@@ -243,5 +249,7 @@ fn a_read_only_database_denies_calls() {
     assert!(text(&reply).contains("audit"), "{reply}");
     w.send(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
     assert_eq!(w.recv_id(&json!(2))["result"], json!({}));
-    std::thread::sleep(Duration::from_millis(50));
+    drop(w);
+    // Let the temporary directory be removed.
+    chmod(home.path(), 0o755);
 }
