@@ -252,6 +252,8 @@ fn table_row(row: &LogEntry, colour: bool) -> String {
         row.outcome.as_deref().unwrap_or("-"),
         row.reasons.join("; ")
     )
+    .trim_end()
+    .to_owned()
 }
 
 /// Shortens `s` to `width` characters, keeping its end (the file name is the useful part).
