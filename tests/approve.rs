@@ -357,3 +357,43 @@ fn approve_list_prints_pending_calls_and_the_app_needs_a_terminal() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs an interactive terminal"));
 }
+
+#[test]
+fn a_cancellation_that_arrives_while_the_call_is_being_decided_wins() {
+    let home = Home::with_policy("p.rego", ESCALATE_DELETES);
+    let mut w = home.wrap_mock();
+    w.initialize();
+    // Another process holds the database's write lock, so the decisions cannot be recorded yet.
+    let mut blocker = rusqlite::Connection::open(home.path().join("behavry.db")).expect("db");
+    let tx = blocker
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .expect("write lock");
+    delete(&mut w, 1, "/tmp/escalated");
+    w.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "allowed"}}}));
+    std::thread::sleep(Duration::from_millis(300));
+    for id in [1, 2] {
+        w.send(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    tx.commit().expect("release the lock");
+    // The escalation was resolved `cancelled` as soon as it was recorded; approving is too late.
+    let start = std::time::Instant::now();
+    let row = loop {
+        let rows = home.log(&["--tool", "delete_file"]);
+        if rows.first().is_some_and(|r| r["resolution"] != Value::Null) {
+            break rows[0].clone();
+        }
+        assert!(start.elapsed() < WAIT, "the escalation was never resolved");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(row["resolution"], "cancelled");
+    // Neither call was answered or forwarded: the next frame is the ping's.
+    w.send(json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}));
+    assert_eq!(w.recv()["id"], 3);
+    drop(w);
+    let received = home.mock_received();
+    assert!(
+        !received.contains("tools/call") && !received.contains("notifications/cancelled"),
+        "{received}"
+    );
+}

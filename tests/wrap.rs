@@ -544,3 +544,25 @@ fn two_wrappers_share_one_store() {
     assert_eq!(home.log(&["--server", "b"]).len(), 40);
     assert_eq!(home.log(&[]).len(), 80);
 }
+
+#[test]
+fn a_governed_method_without_an_id_is_never_forwarded() {
+    let home = Home::with_policy("p.rego", ALLOW_ECHO);
+    let mut w = home.wrap_mock();
+    // The one version with batches, so the batch is looked at rather than refused whole.
+    w.initialize_with("2025-03-26");
+    w.send(json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "sneaky"}}}));
+    w.send(json!([{"jsonrpc": "2.0", "method": "resources/read", "params": {"uri": "file:///etc/shadow"}}]));
+    w.send(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
+    assert_eq!(w.recv()["id"], 1);
+    let (_, stderr) = w.finish();
+    assert!(
+        stderr.contains("dropped a tools/call without an id"),
+        "{stderr}"
+    );
+    let received = home.mock_received();
+    assert!(
+        !received.contains("sneaky") && !received.contains("shadow"),
+        "{received}"
+    );
+}

@@ -141,7 +141,17 @@ impl Owner {
 
     /// Whether this process still runs (and is not a zombie).
     pub fn is_alive(&self) -> bool {
-        process_start(self.pid).is_some_and(|start| start == self.start || self.start == 0)
+        if let Some(start) = process_start(self.pid) {
+            return start == self.start || self.start == 0;
+        }
+        if Path::new("/proc/self/stat").exists() {
+            return false;
+        }
+        // No /proc (macOS, or a restricted mount): the start time cannot be compared, so only ask
+        // whether the pid exists. Treating a live wrapper as gone would abandon its held calls.
+        // SAFETY: signal 0 performs the permission and existence checks only.
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, 0) };
+        rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
     }
 }
 

@@ -95,24 +95,30 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Combines two verdicts about one call: each rule holds if it held for either, and the
-    /// reasons of both are kept.
+    /// Combines two verdicts about one call (one per path it names): the stricter decision wins
+    /// (deny, then escalate, then allow), each rule shows as held if it held for either, and the
+    /// reasons of both are kept. Decisions are compared, not flags: a path that nothing allows
+    /// stays a deny even when another path's rules only escalate.
     pub fn strictest(self, other: Verdict) -> Verdict {
-        let (allow, deny, escalate) = (
-            self.allow && other.allow,
-            self.deny || other.deny,
-            self.escalate || other.escalate,
-        );
+        let severity = |d: Decision| match d {
+            Decision::Allow => 0,
+            Decision::Escalate => 1,
+            Decision::Deny => 2,
+        };
+        let decision = if severity(other.decision) > severity(self.decision) {
+            other.decision
+        } else {
+            self.decision
+        };
         let mut reasons = self.reasons;
         reasons.extend(other.reasons);
         reasons.sort();
         reasons.dedup();
         Verdict {
-            // Every path must be allowed for the call to be allowed.
-            decision: Decision::combine(allow, deny, escalate),
-            allow,
-            deny,
-            escalate,
+            decision,
+            allow: self.allow && other.allow,
+            deny: self.deny || other.deny,
+            escalate: self.escalate || other.escalate,
             reasons,
         }
     }
@@ -513,6 +519,12 @@ mod tests {
                 .decision,
             Decision::Allow
         );
+        // One path escalated, the other allowed by nothing: its default deny must survive.
+        let escalate_tmp = set("package behavry.authz\nimport rego.v1\nescalate if startswith(input.resource.path, \"/tmp/\")\n");
+        let decide = |paths: &[&str]| escalate_tmp.decide(&input("write", paths)).decision;
+        assert_eq!(decide(&["/tmp/a", "/etc/cron.d/x"]), Decision::Deny);
+        assert_eq!(decide(&["/etc/cron.d/x", "/tmp/a"]), Decision::Deny);
+        assert_eq!(decide(&["/tmp/a", "/tmp/b"]), Decision::Escalate);
     }
 
     #[test]

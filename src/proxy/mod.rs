@@ -83,9 +83,10 @@ struct Relay {
     to_server: mpsc::Sender<Vec<u8>>,
     /// Governed requests still being decided; shutdown waits for them so none is dropped.
     deciding: watch::Sender<usize>,
-    /// Escalated requests being held, by client request id; the sender cancels the hold.
+    /// Governed requests being decided or held, by client request id; the sender cancels one
+    /// (a `notifications/cancelled` can arrive at any point before it is forwarded).
     held: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    /// Tools a person approved "for the rest of this session".
+    /// `<method> <name>` a person approved "for the rest of this session".
     session_approved: Mutex<HashSet<String>>,
     approval_timeout: Duration,
     approval_keepalive: Duration,
@@ -208,20 +209,23 @@ where
         }
     };
 
-    // The server is gone: relay what it wrote before exiting, then let the client writer drain.
-    // Bounded waits: a grandchild may still hold the server's stdout open.
+    // Calls still held can no longer be forwarded: resolve them first, so no approver acts on
+    // them (and so this is written even if the client kills us in the next second).
+    match audit.abandon_held(Owner::current()).await {
+        Ok(0) | Err(_) => {}
+        Ok(n) => note!("{n} call(s) waiting for approval were abandoned as behavry exited"),
+    }
+    // The server is gone: relay what it wrote before exiting, then let the writers drain.
+    // Bounded waits: a grandchild may still hold the server's stdout open, and held calls keep
+    // the client writer's channel open until they notice they were abandoned.
     let _ = tokio::time::timeout(Duration::from_secs(1), server_reader).await;
     if !client_done {
         client_reader.abort();
         let _ = client_reader.await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), server_writer).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), client_writer).await;
-    // Calls still held can no longer be answered: resolve them so no approver waits on them.
-    match audit.abandon_held(Owner::current()).await {
-        Ok(0) | Err(_) => {}
-        Ok(n) => note!("{n} call(s) waiting for approval were abandoned as behavry exited"),
-    }
+    let _ = close_server_in.send(true);
+    let _ = tokio::time::timeout(Duration::from_millis(300), server_writer).await;
+    let _ = tokio::time::timeout(Duration::from_millis(300), client_writer).await;
     // Stop reloading before the audit thread stops, so no reload event is lost.
     let _ = tokio::task::spawn_blocking(move || {
         drop(watcher);
@@ -375,6 +379,12 @@ impl Relay {
                 // The server never saw the held request, so it gets no cancellation either.
                 return;
             }
+            Kind::Notification { method } if Governed::from_request(method, None).is_some() => {
+                // Without an id it cannot be answered, so it cannot be denied either; a server that
+                // dispatches on `method` alone would run it undecided. Never forward it.
+                note!("dropped a {method} without an id: governed requests need one to be decided");
+                return;
+            }
             Kind::Notification { .. } | Kind::Response { .. } => {
                 let frame = raw();
                 self.forward(frame).await;
@@ -397,9 +407,11 @@ impl Relay {
         match Governed::from_request(&method, value.get("params")) {
             Some(governed) => {
                 let relay = self.clone();
+                let (cancel, cancelled) = oneshot::channel();
+                lock(&self.held).insert(message::id_key(&id), cancel);
                 self.deciding.send_modify(|n| *n += 1);
                 tokio::spawn(async move {
-                    relay.govern(id, method, governed, value).await;
+                    relay.govern(id, method, governed, value, cancelled).await;
                     relay.deciding.send_modify(|n| *n -= 1);
                 });
             }
@@ -451,6 +463,7 @@ impl Relay {
         method: String,
         governed: Result<Governed, String>,
         request: Value,
+        mut cancelled: oneshot::Receiver<()>,
     ) {
         // One snapshot per decision: it decides, and its hash goes into the row.
         let policy = self.policy.current();
@@ -511,7 +524,8 @@ impl Relay {
         let (arguments, agent) = arguments;
         let qualified = format!("{}/{}", self.ctx.server, tool);
         let escalated = verdict.decision == Decision::Escalate;
-        let session_approved = escalated && lock(&self.session_approved).contains(&tool);
+        let session_key = format!("{method} {tool}");
+        let session_approved = escalated && lock(&self.session_approved).contains(&session_key);
         // What is forwarded is the value that was evaluated, re-serialised, not the bytes that
         // came in; an approval is bound to the hash of exactly these bytes.
         let body = request.to_string().into_bytes();
@@ -550,21 +564,32 @@ impl Relay {
                 let reason = format!(
                     "the audit store could not record this call, so it was not forwarded ({e})"
                 );
-                return self.deny(&id, &method, &qualified, &[reason]).await;
+                if !self.was_cancelled(&id, &mut cancelled) {
+                    self.deny(&id, &method, &qualified, &[reason]).await;
+                }
+                return;
             }
         };
-        match verdict.decision {
-            Decision::Allow => self.release(&id, row, body, &qualified).await,
-            Decision::Escalate if session_approved => {
-                self.release(&id, row, body, &qualified).await
-            }
-            Decision::Escalate => {
-                let token = request.pointer("/params/_meta/progressToken").cloned();
-                self.hold(id, row, body, (&method, &tool, &qualified), token)
-                    .await;
-            }
-            Decision::Deny => self.deny(&id, &method, &qualified, &verdict.reasons).await,
+        if verdict.decision == Decision::Escalate && !session_approved {
+            let token = request.pointer("/params/_meta/progressToken").cloned();
+            let names = (method.as_str(), session_key.as_str(), qualified.as_str());
+            return self.hold(id, row, body, names, token, cancelled).await;
         }
+        // The client may have cancelled while the call was being decided: then it gets neither
+        // forwarded nor answered.
+        if self.was_cancelled(&id, &mut cancelled) {
+            return;
+        }
+        match verdict.decision {
+            Decision::Deny => self.deny(&id, &method, &qualified, &verdict.reasons).await,
+            _ => self.release(&id, row, body, &qualified).await,
+        }
+    }
+
+    /// Stops listening for the cancellation of request `id`; whether it was cancelled.
+    fn was_cancelled(&self, id: &Value, cancelled: &mut oneshot::Receiver<()>) -> bool {
+        lock(&self.held).remove(&message::id_key(id));
+        cancelled.try_recv().is_ok()
     }
 
     /// Forwards an allowed (or approved) request, remembering it so its outcome is recorded.
@@ -610,11 +635,12 @@ impl Relay {
         body: Vec<u8>,
         names: (&str, &str, &str),
         token: Option<Value>,
+        cancelled: oneshot::Receiver<()>,
     ) {
-        let (method, tool, qualified) = names;
-        let key = message::id_key(&id);
-        let (cancel, cancelled) = oneshot::channel();
-        lock(&self.held).insert(key.clone(), cancel);
+        let (method, session_key, qualified) = names;
+        // A held call is waiting for a person, not being decided: shutdown need not wait for it
+        // (it is resolved `abandoned` on the way out).
+        self.deciding.send_modify(|n| *n -= 1);
         let timeout = self.approval_timeout;
         note!(
             "{qualified} is waiting for approval: run `behavry approve` in another terminal (times out in {})",
@@ -639,11 +665,12 @@ impl Relay {
             keepalive: self.approval_keepalive,
         };
         let released = approval::wait(&self.audit, row, timing, cancelled, keepalive).await;
-        lock(&self.held).remove(&key);
+        lock(&self.held).remove(&message::id_key(&id));
+        self.deciding.send_modify(|n| *n += 1);
         let reason = match released {
             Released::Approved { session, by } => {
                 if session {
-                    lock(&self.session_approved).insert(tool.to_owned());
+                    lock(&self.session_approved).insert(session_key.to_owned());
                 }
                 note!("{qualified} was approved by {by}");
                 return self.release(&id, row, body, qualified).await;
@@ -718,8 +745,14 @@ impl Relay {
     }
 }
 
+/// Whether `message` names a governed method, with an id or (wrongly) without one.
 fn is_governed(message: &Value) -> bool {
-    matches!(message::classify(message), Kind::Request { method, .. } if Governed::from_request(method, None).is_some())
+    match message::classify(message) {
+        Kind::Request { method, .. } | Kind::Notification { method } => {
+            Governed::from_request(method, None).is_some()
+        }
+        _ => false,
+    }
 }
 
 /// Gives every deny a reason the agent can act on, when the rules gave none.

@@ -41,6 +41,11 @@ pub struct State {
     pub status: Option<String>,
     pub now: OffsetDateTime,
     seen: HashSet<i64>,
+    /// When the selection last moved to another call without a key press (the selected call
+    /// went away): approving right then could approve a call nobody looked at.
+    moved_at: Option<OffsetDateTime>,
+    /// The call this approver last resolved: its disappearance is no surprise.
+    resolved: Option<i64>,
 }
 
 impl Default for State {
@@ -53,6 +58,8 @@ impl Default for State {
             status: None,
             now: OffsetDateTime::UNIX_EPOCH,
             seen: HashSet::new(),
+            moved_at: None,
+            resolved: None,
         }
     }
 }
@@ -75,12 +82,21 @@ impl State {
         self.selected = selected_id
             .and_then(|id| self.pending.iter().position(|c| c.id == id))
             .unwrap_or_else(|| self.selected.min(self.pending.len().saturating_sub(1)));
-        // A denial being typed for a call that went away (timeout, cancel) has nothing to deny.
-        if self.selected_call().map(|c| c.id) != selected_id
-            && matches!(self.mode, Mode::DenyReason(_))
-        {
-            self.mode = Mode::Browse;
-            self.status = Some("the call you were denying is no longer pending".into());
+        let now_selected = self.selected_call().map(|c| c.id);
+        if selected_id.is_some() && now_selected != selected_id && self.resolved == selected_id {
+            // Our own resolution took the call away: keep its status line, but still make the
+            // next call under the cursor wait to be looked at.
+            self.moved_at = now_selected.map(|_| now);
+        } else if selected_id.is_some() && now_selected != selected_id {
+            self.moved_at = now_selected.map(|_| now);
+            // A denial being typed for a call that went away (timeout, cancel) has nothing to deny.
+            self.status = Some(if matches!(self.mode, Mode::DenyReason(_)) {
+                self.mode = Mode::Browse;
+                "the call you were denying is no longer pending".into()
+            } else {
+                "the selected call is no longer pending; look at the new selection before acting"
+                    .into()
+            });
         }
         arrived
     }
@@ -117,11 +133,19 @@ impl State {
             },
             Mode::Browse => match key.code {
                 KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
+                KeyCode::Char('a' | 's' | 'd') if self.just_moved() => {
+                    self.status = Some(
+                        "the selection just changed; look again, then press the key again".into(),
+                    );
+                    Action::None
+                }
                 KeyCode::Up | KeyCode::Char('k') => {
+                    self.moved_at = None;
                     self.selected = self.selected.saturating_sub(1);
                     Action::None
                 }
                 KeyCode::Down | KeyCode::Char('j') => {
+                    self.moved_at = None;
                     if self.selected + 1 < self.pending.len() {
                         self.selected += 1;
                     }
@@ -138,14 +162,24 @@ impl State {
         }
     }
 
+    /// Whether the selection moved by itself less than a second ago.
+    fn just_moved(&self) -> bool {
+        self.moved_at
+            .is_some_and(|at| self.now - at < time::Duration::SECOND)
+    }
+
     fn resolve(&mut self, resolution: Resolution, reason: Option<String>) -> Action {
         match self.selected_call() {
-            Some(call) => Action::Resolve {
-                id: call.id,
-                hash: call.request_hash.clone(),
-                resolution,
-                reason,
-            },
+            Some(call) => {
+                let (id, hash) = (call.id, call.request_hash.clone());
+                self.resolved = Some(id);
+                Action::Resolve {
+                    id,
+                    hash,
+                    resolution,
+                    reason,
+                }
+            }
             None => {
                 self.status = Some("nothing is waiting for approval".into());
                 Action::None
@@ -296,6 +330,29 @@ pub(crate) mod tests {
         s.refresh(vec![call(2, "t2")], vec![], now);
         assert_eq!(s.selected, 0);
         assert_eq!(s.mode, Mode::Browse);
+    }
+
+    #[test]
+    fn keys_do_not_act_on_a_call_that_slid_under_the_cursor() {
+        let mut s = state(&[1, 2]);
+        let t0 = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(1);
+        s.refresh(vec![call(1, "t1"), call(2, "t2")], vec![], t0);
+        // Call 1, selected, is resolved elsewhere: call 2 is now under the cursor.
+        s.refresh(vec![call(2, "t2")], vec![], t0);
+        assert_eq!(s.handle_key(&key(KeyCode::Char('a'))), Action::None);
+        assert!(s.status.as_deref().unwrap_or("").contains("look again"));
+        // A second later, or after moving the cursor, keys act again.
+        s.refresh(vec![call(2, "t2")], vec![], t0 + time::Duration::SECOND);
+        assert!(matches!(
+            s.handle_key(&key(KeyCode::Char('a'))),
+            Action::Resolve { id: 2, .. }
+        ));
+        s.refresh(vec![call(3, "t3")], vec![], t0 + time::Duration::SECOND);
+        s.handle_key(&key(KeyCode::Up));
+        assert!(matches!(
+            s.handle_key(&key(KeyCode::Char('s'))),
+            Action::Resolve { id: 3, .. }
+        ));
     }
 
     #[test]
