@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use behavry::policy::canon::{self, Lexical, OwnDir, PathArg, Resolver};
 use behavry::policy::input::{self, Context, Facts, Governed};
-use behavry::proxy::frame::{Frame, FrameReader};
+use behavry::proxy::frame::{self, Frame, FrameReader};
 use behavry::proxy::guard::Guard;
 use behavry::proxy::message;
 use behavry::proxy::strict;
@@ -59,7 +59,12 @@ pub fn frame_message(data: &[u8]) {
                 assert!(!line.contains(&b'\n'), "a frame with a newline");
                 message_checks(&line, &guard);
             }
-            Frame::Oversized { bytes } => assert!(bytes > max),
+            Frame::Oversized { bytes, head, tail } => {
+                assert!(bytes > max);
+                assert!(head.len() <= frame::EDGE && tail.len() <= frame::EDGE);
+                // Recovering an id from the ends never panics, whatever they hold.
+                let _ = message::oversized_id(&head, &tail);
+            }
         }
     }
     // The parser on its own, without framing: newlines inside are its business then.

@@ -118,6 +118,7 @@ fn answer(method: &str, params: &Value) -> Result<Value, (i64, String)> {
             {"name": "slow", "inputSchema": {"type": "object"}},
             {"name": "fail", "inputSchema": {"type": "object"}},
             {"name": "peek", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+            {"name": "big", "inputSchema": {"type": "object"}},
         ]})),
         "tools/call" => {
             let args = &params["arguments"];
@@ -132,6 +133,12 @@ fn answer(method: &str, params: &Value) -> Result<Value, (i64, String)> {
                 ))),
                 "delete_file" => Ok(text(&format!("deleted {}", s("path")))),
                 "peek" => Ok(text("peeked")),
+                "big" => {
+                    let n = args.get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20);
+                    Ok(text(&"x".repeat(
+                        usize::try_from(n).unwrap_or(usize::MAX).min(1 << 30),
+                    )))
+                }
                 "ask_client" => Ok(text("asked")),
                 "fail" => {
                     Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true}))

@@ -566,3 +566,24 @@ fn a_governed_method_without_an_id_is_never_forwarded() {
         "{received}"
     );
 }
+
+#[test]
+fn an_answer_over_the_size_limit_still_answers_its_request() {
+    let home = Home::with_policy("p.rego", "package behavry.authz\nallow := true\n");
+    home.config("[wrap]\nmax_frame_bytes = 4096\n");
+    let mut w = home.wrap_mock();
+    w.initialize();
+    let reply = w.call(1, "big", json!({"bytes": 100_000}));
+    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_frame_bytes"),
+        "{reply}"
+    );
+    // The id is free again, and the connection works.
+    assert_eq!(text(&w.call(1, "big", json!({"bytes": 10}))), "xxxxxxxxxx");
+    drop(w);
+    assert_eq!(home.log(&[])[0]["outcome"], "error");
+}

@@ -11,9 +11,17 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 pub enum Frame {
     /// One line, without its `\n` or `\r\n`.
     Line(Vec<u8>),
-    /// A line longer than the cap, discarded; `bytes` is how long it was.
-    Oversized { bytes: usize },
+    /// A line longer than the cap, discarded; `bytes` is how long it was. Its first and last
+    /// [`EDGE`] bytes are kept: enough to find the id of a response, so it can still be answered.
+    Oversized {
+        bytes: usize,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
 }
+
+/// How much of each end of an oversized line is kept.
+pub const EDGE: usize = 256;
 
 pub struct FrameReader<R> {
     inner: R,
@@ -31,6 +39,7 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
         loop {
             let mut line = Vec::new();
             let mut oversized: Option<usize> = None;
+            let (mut head, mut tail) = (Vec::new(), Vec::new());
             loop {
                 let buf = self.inner.fill_buf().await?;
                 if buf.is_empty() {
@@ -48,10 +57,20 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
                     None => (buf, buf.len(), false),
                 };
                 match &mut oversized {
-                    Some(total) => *total += chunk.len(),
+                    Some(total) => {
+                        *total += chunk.len();
+                        let room = EDGE - head.len();
+                        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        keep_tail(&mut tail, chunk);
+                    }
                     None if line.len() + chunk.len() > self.max => {
                         oversized = Some(line.len() + chunk.len());
-                        line = Vec::new();
+                        keep_tail(&mut tail, &line);
+                        keep_tail(&mut tail, chunk);
+                        line.truncate(EDGE);
+                        let room = EDGE - line.len();
+                        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        head = std::mem::take(&mut line);
                     }
                     None => line.extend_from_slice(chunk),
                 }
@@ -61,7 +80,10 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
                 }
             }
             if let Some(bytes) = oversized {
-                return Ok(Some(Frame::Oversized { bytes }));
+                if tail.last() == Some(&b'\r') {
+                    tail.pop();
+                }
+                return Ok(Some(Frame::Oversized { bytes, head, tail }));
             }
             if line.last() == Some(&b'\r') {
                 line.pop();
@@ -73,6 +95,14 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
             return Ok(Some(Frame::Line(line)));
         }
     }
+}
+
+/// Appends `more` to `tail`, keeping only the last [`EDGE`] bytes.
+fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    let more = &more[more.len().saturating_sub(EDGE)..];
+    tail.extend_from_slice(more);
+    let excess = tail.len().saturating_sub(EDGE);
+    tail.drain(..excess);
 }
 
 /// Writes one frame (which must not contain a newline) followed by `\n`, and flushes it.
@@ -119,9 +149,26 @@ mod tests {
         let got = frames(b"0123456789abcdef\nok\n", 10).await;
         assert_eq!(
             got[0].as_ref().unwrap(),
-            &Some(Frame::Oversized { bytes: 16 })
+            &Some(Frame::Oversized {
+                bytes: 16,
+                head: b"0123456789abcdef".to_vec(),
+                tail: b"0123456789abcdef".to_vec(),
+            })
         );
         assert_eq!(got[1].as_ref().unwrap(), &Some(line("ok")));
+        // Long lines keep only their two ends.
+        let mut long = vec![b'h'; 300];
+        long.extend(vec![b'm'; 5000]);
+        long.extend(vec![b't'; 300]);
+        long.push(b'\n');
+        let long_got = frames(&long, 1000).await;
+        let Ok(Some(Frame::Oversized { bytes, head, tail })) = &long_got[0] else {
+            panic!("{:?}", long_got[0])
+        };
+        assert_eq!(
+            (*bytes, head.as_slice(), tail.as_slice()),
+            (5600, &[b'h'; EDGE][..], &[b't'; EDGE][..])
+        );
         // Exactly at the cap is fine.
         let got = frames(b"0123456789\n", 10).await;
         assert_eq!(got[0].as_ref().unwrap(), &Some(line("0123456789")));

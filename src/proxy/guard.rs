@@ -80,6 +80,11 @@ impl Guard {
         }
     }
 
+    /// Whether a client request with this id is waiting for its answer.
+    pub fn in_flight(&self, id: &Value) -> bool {
+        lock(&self.state).in_flight.contains(&message::id_key(id))
+    }
+
     /// Notes a frame behavry itself sends the client: an answer frees its id.
     pub fn replied(&self, frame: &[u8]) {
         // Our own frames, so a plain parse is fine; a frame without an id frees nothing.

@@ -82,6 +82,42 @@ fn valid_id(id: &Value) -> bool {
     matches!(id, Value::String(_) | Value::Number(_))
 }
 
+/// The id of a response that was too long to read whole, from its first and last bytes: a
+/// top-level `"id"` written first (`{"jsonrpc":"2.0","id":7,"result":…`) or last (`…,"id":7}`, as
+/// the TypeScript SDK writes it). Escaped quotes inside strings cannot look like `"id":`, and the
+/// positions checked rule out nested objects; `None` when neither end shows one.
+pub fn oversized_id(head: &[u8], tail: &[u8]) -> Option<Value> {
+    let scalar = |v: Value| matches!(v, Value::String(_) | Value::Number(_)).then_some(v);
+    let head_id = || {
+        let at = find(head, b"\"id\":")?;
+        // Top level: nothing before it opens an object or array but the message's own brace.
+        if head.first() != Some(&b'{') || head[1..at].iter().any(|&b| b == b'{' || b == b'[') {
+            return None;
+        }
+        let mut values = serde_json::Deserializer::from_slice(&head[at + 5..]).into_iter::<Value>();
+        values.next()?.ok().and_then(scalar)
+    };
+    let tail_id = || {
+        let end = tail.iter().rposition(|b| !b.is_ascii_whitespace())?;
+        if tail[end] != b'}' {
+            return None;
+        }
+        let at = rfind(&tail[..end], b"\"id\":")?;
+        serde_json::from_slice::<Value>(&tail[at + 5..end])
+            .ok()
+            .and_then(scalar)
+    };
+    head_id().or_else(tail_id)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
 /// A stable key for an id, keeping `1` and `"1"` apart.
 pub fn id_key(id: &Value) -> String {
     id.to_string()
@@ -143,6 +179,37 @@ mod tests {
             classify(&bad_method),
             Kind::Invalid { id: Some(_), .. }
         ));
+    }
+
+    #[test]
+    fn finds_the_id_of_an_oversized_response() {
+        let id = |head: &str, tail: &str| oversized_id(head.as_bytes(), tail.as_bytes());
+        assert_eq!(
+            id(
+                r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"te"#,
+                "xx\"}]}}"
+            ),
+            Some(json!(7))
+        );
+        assert_eq!(
+            id(
+                r#"{"result":{"content":[{"text":"aaa"#,
+                r#"aaa"}]},"jsonrpc":"2.0","id":"r-1"}"#
+            ),
+            Some(json!("r-1"))
+        );
+        assert_eq!(
+            id(
+                r#"{"result":{"content":[{"id":3,"x"#,
+                r#"aaa"}]},"jsonrpc":"2.0","id":9}  "#
+            ),
+            Some(json!(9))
+        );
+        // Nested ids and ids inside strings are not the message's.
+        assert_eq!(id(r#"{"result":{"id":3,"#, r#"{"id":4}}"#), None);
+        assert_eq!(id(r#"{"result":"#, r#"\"id\":5\"}"#), None);
+        assert_eq!(id(r#"{"jsonrpc":"2.0","id":{"a":1},"#, "x}"), None);
+        assert_eq!(id("garbage", "garbage"), None);
     }
 
     #[test]

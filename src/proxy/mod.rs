@@ -268,7 +268,7 @@ async fn client_loop<R: tokio::io::AsyncBufRead + Unpin>(
         match reader.read_frame().await {
             Ok(None) => return,
             Ok(Some(Frame::Line(line))) => relay.on_client_line(line).await,
-            Ok(Some(Frame::Oversized { bytes })) => {
+            Ok(Some(Frame::Oversized { bytes, .. })) => {
                 let text = format!(
                     "message of {bytes} bytes exceeds behavry's limit of {} bytes; it was not forwarded",
                     relay.max_frame
@@ -293,10 +293,13 @@ async fn server_loop<R: tokio::io::AsyncBufRead + Unpin>(
         match reader.read_frame().await {
             Ok(None) => return,
             Ok(Some(Frame::Line(line))) => relay.on_server_line(line).await,
-            Ok(Some(Frame::Oversized { bytes })) => note!(
-                "the server wrote a {bytes}-byte line, over the {}-byte limit; dropped (raise [wrap] max_frame_bytes)",
-                relay.max_frame
-            ),
+            Ok(Some(Frame::Oversized { bytes, head, tail })) => {
+                note!(
+                    "the server wrote a {bytes}-byte line, over the {}-byte limit; dropped (raise [wrap] max_frame_bytes)",
+                    relay.max_frame
+                );
+                relay.answer_oversized(bytes, &head, &tail).await;
+            }
             Err(e) => {
                 note!("server output: {e}");
                 return;
@@ -319,6 +322,30 @@ impl Relay {
 
     async fn forward(&self, frame: Vec<u8>) -> bool {
         self.to_server.send(frame).await.is_ok()
+    }
+
+    /// A server answer too long to relay must still answer its request: with an error, so the
+    /// client does not wait forever and the id is free again.
+    async fn answer_oversized(&self, bytes: usize, head: &[u8], tail: &[u8]) {
+        let Some(id) = message::oversized_id(head, tail).filter(|id| self.guard.in_flight(id))
+        else {
+            return;
+        };
+        let key = message::id_key(&id);
+        if let Some(Pending::Governed { row, sent }) = lock(&self.pending).remove(&key) {
+            self.audit
+                .outcome(row, Outcome::Error, sent.elapsed().as_secs_f64() * 1000.0);
+        }
+        let text = format!(
+            "the server's answer was {bytes} bytes, over behavry's limit of {} bytes; raise [wrap] max_frame_bytes in behavry's config.toml",
+            self.max_frame
+        );
+        self.reply(message::error_reply(
+            Some(&id),
+            message::INTERNAL_ERROR,
+            &text,
+        ))
+        .await;
     }
 
     async fn on_client_line(self: &Arc<Self>, line: Vec<u8>) {
