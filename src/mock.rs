@@ -6,8 +6,8 @@
 //! nothing, annotated readOnlyHint), `ask_client {}` (first sends the client
 //! `sampling/createMessage`, `elicitation/create`, `roots/list` and `ping` requests, ids `s-0`…).
 //! With `BEHAVRY_MOCK_LOG=<file>`, every line it receives is appended to that file, so tests can
-//! prove what reached the server. With `BEHAVRY_MOCK_NOISE=1` it first prints a non-JSON line to
-//! stdout, as misbehaving servers do.
+//! prove what reached the server. With `BEHAVRY_MOCK_NOISE=1` it first prints a non-JSON line and
+//! a JSON log line to stdout, as misbehaving servers do.
 
 use std::io::{self, BufRead, Write};
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,10 @@ pub fn run() -> io::Result<()> {
     };
     if std::env::var_os("BEHAVRY_MOCK_NOISE").is_some() {
         send_raw(&out, b"mock server starting (this line is not JSON)")?;
+        send_raw(
+            &out,
+            br#"{"level":"info","msg":"a structured log line, JSON but not JSON-RPC"}"#,
+        )?;
     }
     for line in io::stdin().lock().lines() {
         let line = line?;

@@ -262,6 +262,10 @@ fn non_json_server_output_is_dropped_and_reported() {
         stderr.contains("not JSON") && stderr.contains("mock server starting"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("JSON that is not JSON-RPC") && stderr.contains("structured log line"),
+        "{stderr}"
+    );
 }
 
 #[test]

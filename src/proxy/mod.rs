@@ -726,6 +726,19 @@ impl Relay {
                 return;
             }
         };
+        // JSON that is not JSON-RPC at all (structured log lines) would break the client's reader
+        // as surely as plain text; a JSON-RPC object with an unusual shape is the client's to judge.
+        let json_rpc = |v: &Value| v.get("jsonrpc").is_some();
+        let is_json_rpc = match &value {
+            Value::Object(_) => json_rpc(&value),
+            Value::Array(items) => !items.is_empty() && items.iter().all(json_rpc),
+            _ => false,
+        };
+        if !is_json_rpc {
+            let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+            note!("the server wrote JSON that is not JSON-RPC to stdout (dropped): {shown}");
+            return;
+        }
         self.guard.server_message(&value);
         self.record_server_requests(&value);
         match message::classify(&value) {
