@@ -447,27 +447,8 @@ fn check_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::store::{DecisionRow, Hold, Outcome, Owner, Resolution};
-
-    fn row(decision: &str, tool: &str) -> DecisionRow {
-        DecisionRow {
-            session_id: "s1".into(),
-            server: "fs".into(),
-            tool: tool.into(),
-            method: "tools/call".into(),
-            action_type: "write".into(),
-            resource_path: Some("/tmp/x".into()),
-            decision: decision.into(),
-            reasons: vec!["because".into()],
-            arguments: json!({"path": "/tmp/x", "n": 1.5}),
-            agent: "claude-code".into(),
-            requester: "alice".into(),
-            channel: "claude-code".into(),
-            policy_hash: "abc".into(),
-            request_id: "1".into(),
-            resolution: None,
-        }
-    }
+    use crate::audit::store::tests::row;
+    use crate::audit::store::{Hold, Outcome, Owner, Resolution};
 
     /// A store with decisions, an outcome, a resolved escalation and an event: 8 records.
     fn filled() -> (tempfile::TempDir, std::path::PathBuf) {

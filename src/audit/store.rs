@@ -871,21 +871,22 @@ pub fn format_ts(t: time::OffsetDateTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(decision: &str, tool: &str) -> DecisionRow {
+    /// A decision row for store and chain tests; the float argument exercises canonical JSON.
+    pub(crate) fn row(decision: &str, tool: &str) -> DecisionRow {
         DecisionRow {
             session_id: "s1".into(),
             server: "fs".into(),
             tool: tool.into(),
             method: "tools/call".into(),
-            action_type: "read".into(),
+            action_type: "write".into(),
             resource_path: Some("/tmp/x".into()),
             decision: decision.into(),
             reasons: vec!["because".into()],
-            arguments: json!({"path": "/tmp/x"}),
+            arguments: json!({"path": "/tmp/x", "n": 1.5}),
             agent: "claude-code".into(),
             requester: "alice".into(),
             channel: "claude-code".into(),
