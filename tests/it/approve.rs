@@ -1,12 +1,10 @@
 //! Escalated calls are held until someone resolves them in the shared store (as `behavry approve`
 //! does), time out, or are cancelled; other traffic keeps flowing meanwhile.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use behavry::audit::store::Resolution;
-use common::*;
 use serde_json::{json, Value};
 
 /// Escalates deletes; allows the rest.

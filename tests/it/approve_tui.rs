@@ -3,13 +3,11 @@
 //!
 //! Needs tmux, Node.js and npm; fails (never skips) without them.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ESCALATE_WRITES: &str = r#"package behavry.authz

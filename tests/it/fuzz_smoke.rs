@@ -6,7 +6,7 @@
 //! `BEHAVRY_FUZZ_ITERS=<n>` sets the mutations per target (default 3000); `BEHAVRY_FUZZ_SEED`
 //! picks the random sequence (default: fixed, so a CI failure reproduces).
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use std::path::{Path, PathBuf};

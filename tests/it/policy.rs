@@ -1,11 +1,9 @@
 //! Policies end to end: hot reload in a running `behavry wrap` (valid, invalid, fixed, refused),
 //! data documents, and the `behavry policy` commands' output and exit codes.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ALLOW_ECHO: &str =

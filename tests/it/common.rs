@@ -1,5 +1,4 @@
 //! A small harness for running the real `behavry` binary in a temporary `BEHAVRY_HOME`.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -237,11 +236,6 @@ impl Wrapper {
         (status.code(), stderr.join("\n"))
     }
 
-    pub fn stderr_so_far(&self) -> String {
-        std::thread::sleep(Duration::from_millis(100));
-        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
-    }
-
     /// Stderr from now until it contains every one of `needles` (or [`WAIT`] passes).
     pub fn stderr_until(&self, needles: &[&str]) -> String {
         let start = std::time::Instant::now();
@@ -253,15 +247,6 @@ impl Wrapper {
             }
         }
         seen
-    }
-
-    /// Lines still arriving on stdout until it closes.
-    pub fn remaining_lines(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            out.push(line);
-        }
-        out
     }
 }
 

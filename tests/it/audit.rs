@@ -2,12 +2,10 @@
 //! `--head`, `--prune`, `--stats`, and governed calls denied (never forwarded unrecorded) when
 //! the database cannot be written.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const POLICY: &str = r#"package behavry.authz

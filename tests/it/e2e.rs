@@ -5,11 +5,9 @@
 //! Needs Node.js and npm. The packages are installed with `npm ci` on first run; these tests fail
 //! (never skip) when that is impossible, so a green run always means they ran.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn result_text(r: &Value) -> &str {

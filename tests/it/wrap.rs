@@ -1,11 +1,9 @@
 //! `behavry wrap` end to end with the bundled mock MCP server: relaying, decisions, the audit
 //! rows they leave, bad input, and the server's lifecycle.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ALLOW_ECHO: &str =

@@ -24,14 +24,12 @@
 //! `team-policies/`; `{HOME}` is the wrapper's `BEHAVRY_HOME`. After the payload a `ping` must
 //! still be answered: no case breaks the connection.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use behavry::proxy::{message, strict};
-use common::*;
 use serde_json::{json, Value};
 
 const ATTACK_POLICY: &str = r#"package behavry.authz

@@ -1,0 +1,12 @@
+//! behavry's integration tests: one binary (one link, shared helpers), one module per concern.
+//! Each drives the real `behavry` binary (see [`common`]) in a temporary `BEHAVRY_HOME`.
+
+mod approve;
+mod approve_tui;
+mod attacks;
+mod audit;
+mod common;
+mod e2e;
+mod fuzz_smoke;
+mod policy;
+mod wrap;
