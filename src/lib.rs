@@ -10,8 +10,9 @@
 //!
 //! ```text
 //! client stdin → proxy::frame → proxy::strict (the one parse) → proxy::guard (ids, batches)
-//!    → proxy::message → policy::canon (paths) → policy::input → policy::engine (allow/deny/escalate)
-//!    → audit::writer (row committed first) → forward to server stdin, or answer the client ourselves
+//!    → proxy::message → proxy::govern: policy::canon (paths) → policy::input
+//!    → policy::engine (allow/deny/escalate) → audit::writer (row committed first)
+//!    → forward to server stdin, answer the client ourselves, or hold (approval) for a person
 //! server stdout → proxy::frame → response bookkeeping (outcome, duration in audit) → client stdout
 //! ```
 //!
@@ -19,8 +20,8 @@
 //! - [`proxy`]: spawns the server ([`proxy::child`]), reads frames ([`proxy::frame`]), parses
 //!   client messages strictly ([`proxy::strict`]: whatever is ambiguous is refused, what is
 //!   forwarded is the value evaluated), tracks in-flight ids and the protocol version
-//!   ([`proxy::guard`]), classifies JSON-RPC messages ([`proxy::message`]) and relays them, asking
-//!   the policy about governed ones.
+//!   ([`proxy::guard`]), classifies JSON-RPC messages ([`proxy::message`]) and relays them;
+//!   [`proxy::govern`] decides each governed one (a pure `decide`, then commit, then act).
 //! - [`policy`]: canonicalises the paths a request names ([`policy::canon`]), builds the policy
 //!   input from it ([`policy::input`], pure), reads the policy directories ([`policy::source`]),
 //!   compiles and evaluates with regorus ([`policy::engine`]), hot-reloads on change, swapping only

@@ -1,28 +1,18 @@
 //! Protocol state the strict parser cannot see in one message: which client request ids are in
 //! flight (an id may not be reused until its request is answered), and the negotiated protocol
 //! version (only 2025-03-26 has JSON-RPC batches).
-//!
-//! Also the relay's hardening steps that need that state or I/O: admitting a client message,
-//! resolving a governed call's paths off the async workers, and recording the requests the server
-//! sends the client. Kept here so the relay's main loop in `proxy/mod.rs` stays a short read.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::lock;
 use super::message::{self, Kind};
-use super::strict::{self, Rejection};
-use super::{lock, Relay};
-use crate::audit::chain;
-use crate::policy::canon::PathArg;
-use crate::policy::input::{self, Governed};
+use super::strict::Rejection;
 
 /// The only protocol version with JSON-RPC batches.
 pub const BATCH_VERSION: &str = "2025-03-26";
-
-/// Server-to-client requests that are not worth an audit row: they act on nobody.
-const UNRECORDED_SERVER_REQUESTS: &[&str] = &["ping"];
 
 #[derive(Debug, Default)]
 pub struct Guard {
@@ -133,69 +123,6 @@ fn shorten(s: &str) -> String {
     match s.char_indices().nth(60) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
-    }
-}
-
-impl Relay {
-    /// Runs one client message through the per-message checks; a refused one is answered here
-    /// and `None` is returned.
-    pub(super) async fn admit(&self, msg: Value) -> Option<Value> {
-        match strict::check(&msg).and_then(|()| self.guard.admit(&msg)) {
-            Ok(()) => Some(msg),
-            Err(rejection) => {
-                self.reply(rejection.reply()).await;
-                None
-            }
-        }
-    }
-
-    /// Canonicalises the paths a governed call names. Symlink resolution touches the file
-    /// system (a slow mount could block), so it runs on the blocking pool.
-    pub(super) async fn resolve_paths(&self, request: &Governed) -> Vec<PathArg> {
-        let raw = input::path_args(request);
-        if raw.is_empty() {
-            return Vec::new();
-        }
-        let resolver = self.resolver.clone();
-        let fallback = raw.clone();
-        tokio::task::spawn_blocking(move || resolver.resolve_all(&raw))
-            .await
-            .unwrap_or_else(|e| {
-                // Fail closed: a call whose paths could not be resolved is refused.
-                let why = format!("behavry could not resolve this call's paths ({e})");
-                fallback
-                    .into_iter()
-                    .map(|raw| PathArg::refused(raw, why.clone()))
-                    .collect()
-            })
-    }
-
-    /// Records the requests the server sends the client (`sampling/createMessage`,
-    /// `elicitation/create`, `roots/list`, …) as `server_request` records in the audit journal:
-    /// they are the server acting on the user. They are relayed regardless; the record is queued,
-    /// and written before behavry exits.
-    pub(super) fn record_server_requests(&self, msg: &Value) {
-        let record = |m: &Value| {
-            if let Kind::Request { id, method } = message::classify(m) {
-                if UNRECORDED_SERVER_REQUESTS.contains(&method) {
-                    return;
-                }
-                self.audit.event(
-                    chain::Kind::ServerRequest,
-                    json!({
-                        "session_id": self.ctx.session_id,
-                        "server": self.ctx.server,
-                        "method": method,
-                        "request_id": message::id_key(id),
-                        "params": crate::audit::store::redact(m.get("params").unwrap_or(&Value::Null)),
-                    }),
-                );
-            }
-        };
-        match msg {
-            Value::Array(items) => items.iter().for_each(record),
-            other => record(other),
-        }
     }
 }
 

@@ -2,13 +2,16 @@
 //!
 //! One task owns each pipe end: the client reader, the server reader, the writer to the server's
 //! stdin and the writer to the client's stdout. Everything sent to a pipe goes through its writer's
-//! channel, so frames never interleave. Each governed request is decided in a task of its own, so a
-//! slow audit commit (another process holding the lock) never stalls other traffic.
+//! channel, so frames never interleave. Each governed request is decided in a task of its own
+//! ([`govern`]), so a slow policy or audit commit (another process holding the lock) never stalls
+//! other traffic. This module owns the pipes, the per-message checks and shutdown; what happens to
+//! a governed call is [`govern`]'s business.
 //!
 //! This module never prints: stdout belongs to the client writer, diagnostics go to stderr.
 
 pub mod child;
 pub mod frame;
+pub mod govern;
 pub mod guard;
 pub mod message;
 mod reload;
@@ -21,23 +24,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::approval::{self, Released};
-use crate::audit::store::{Hold, Owner, Resolution};
-use crate::audit::{AuditHandle, DecisionRow, Outcome};
+use crate::audit::store::Owner;
+use crate::audit::{chain, AuditHandle, Outcome};
 use crate::config::Config;
 use crate::note;
 use crate::policy::canon::{OwnDir, Resolver};
 use crate::policy::input::{self, Governed};
-use crate::policy::{Decision, Live, PolicySet, Verdict};
+use crate::policy::{Live, PolicySet};
 use frame::{Frame, FrameReader};
-use message::{Kind, INVALID_REQUEST, POLICY_DENIED};
+use message::{Kind, INVALID_REQUEST};
 
 /// Frames queued per direction before a writer pushes back on its senders.
 const QUEUE: usize = 1024;
+
+/// Server-to-client requests that are not worth an audit record: they act on nobody.
+const UNRECORDED_SERVER_REQUESTS: &[&str] = &["ping"];
 
 /// Everything `behavry wrap` needs to run.
 #[derive(Debug, Clone)]
@@ -436,11 +441,14 @@ impl Relay {
                 let relay = self.clone();
                 let (cancel, cancelled) = oneshot::channel();
                 lock(&self.held).insert(message::id_key(&id), cancel);
-                self.deciding.send_modify(|n| *n += 1);
-                tokio::spawn(async move {
-                    relay.govern(id, method, governed, value, cancelled).await;
-                    relay.deciding.send_modify(|n| *n -= 1);
-                });
+                let deciding = govern::Deciding::start(&self.deciding);
+                let call = govern::Call {
+                    id,
+                    method,
+                    governed,
+                    message: value,
+                };
+                tokio::spawn(async move { relay.govern(call, cancelled, deciding).await });
             }
             None => {
                 self.track(&value);
@@ -483,238 +491,44 @@ impl Relay {
         }
     }
 
-    /// Decides a governed request, records the decision, then forwards it or answers it.
-    async fn govern(
-        self: &Arc<Self>,
-        id: Value,
-        method: String,
-        governed: Result<Governed, String>,
-        request: Value,
-        mut cancelled: oneshot::Receiver<()>,
-    ) {
-        // One snapshot per decision: it decides, and its hash goes into the row.
-        let policy = self.policy.current();
-        let client_name = lock(&self.client_name).clone();
-        let channel = client_name.clone().unwrap_or_else(|| "unknown".into());
-        let (verdict, tool, arguments, action_type, resource_path) = match &governed {
-            Ok(g) => {
-                let annotations = match g {
-                    Governed::ToolCall { name, .. } => lock(&self.annotations).get(name).cloned(),
-                    _ => None,
-                };
-                let paths = self.resolve_paths(g).await;
-                let facts = input::Facts {
-                    client_name: client_name.as_deref(),
-                    annotations: annotations.as_ref(),
-                    session_seconds: self.started.elapsed().as_secs(),
-                    paths: &paths,
-                };
-                let built = input::build(&self.ctx, g, &facts);
-                // Ambiguous paths and behavry's own files are refused before any policy runs.
-                let verdict = match &built.refused {
-                    Some(why) => Verdict::fail_closed(why.clone()),
-                    None => explain(policy.decide(&built.input)),
-                };
-                let agent = built
-                    .input
-                    .pointer("/agent/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-                    .to_owned();
-                (
-                    verdict,
-                    g.tool().to_owned(),
-                    (g.arguments(), agent),
-                    built.action_type.as_str(),
-                    built.resource_path,
-                )
+    /// Runs one client message through the per-message checks; a refused one is answered here
+    /// and `None` is returned.
+    async fn admit(&self, msg: Value) -> Option<Value> {
+        match strict::check(&msg).and_then(|()| self.guard.admit(&msg)) {
+            Ok(()) => Some(msg),
+            Err(rejection) => {
+                self.reply(rejection.reply()).await;
+                None
             }
-            Err(reason) => {
-                let tool = request
-                    .pointer("/params/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_owned();
-                let args = request
-                    .pointer("/params/arguments")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                (
-                    Verdict::fail_closed(format!("malformed request: {reason}")),
-                    tool,
-                    (args, channel.clone()),
-                    "unknown",
-                    None,
-                )
-            }
-        };
-        let (arguments, agent) = arguments;
-        let qualified = format!("{}/{}", self.ctx.server, tool);
-        let escalated = verdict.decision == Decision::Escalate;
-        let session_key = format!("{method} {tool}");
-        let session_approved = escalated && lock(&self.session_approved).contains(&session_key);
-        // What is forwarded is the value that was evaluated, re-serialised, not the bytes that
-        // came in; an approval is bound to the hash of exactly these bytes.
-        let body = request.to_string().into_bytes();
-        let row = DecisionRow {
-            session_id: self.ctx.session_id.clone(),
-            server: self.ctx.server.clone(),
-            tool: tool.clone(),
-            method: method.clone(),
-            action_type: action_type.to_owned(),
-            resource_path,
-            decision: verdict.decision.as_str().to_owned(),
-            reasons: verdict.reasons.clone(),
-            arguments: crate::audit::store::redact(&arguments),
-            agent,
-            requester: self.ctx.requester_id.clone(),
-            channel,
-            policy_hash: policy.hash.clone(),
-            request_id: message::id_key(&id),
-            resolution: session_approved.then_some(Resolution::ApprovedSession),
-        };
-        let recorded = if escalated && !session_approved {
-            let expires = time::OffsetDateTime::now_utc() + self.approval_timeout;
-            let hold = Hold {
-                owner: self.owner,
-                request_hash: sha256_hex(&body),
-                expires_at: crate::audit::store::format_ts(expires),
-            };
-            self.audit.record_escalation(row, hold).await
-        } else {
-            self.audit.record(row).await
-        };
-        let row = match recorded {
-            Ok(row) => row,
-            Err(e) => {
-                note!("could not record the decision for {qualified}, so it is denied: {e}");
-                let reason = format!(
-                    "the audit store could not record this call, so it was not forwarded ({e})"
+        }
+    }
+
+    /// Records the requests the server sends the client (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`, …) as `server_request` records in the audit journal:
+    /// they are the server acting on the user. They are relayed regardless; the record is queued,
+    /// and written before behavry exits.
+    fn record_server_requests(&self, msg: &Value) {
+        let record = |m: &Value| {
+            if let Kind::Request { id, method } = message::classify(m) {
+                if UNRECORDED_SERVER_REQUESTS.contains(&method) {
+                    return;
+                }
+                self.audit.event(
+                    chain::Kind::ServerRequest,
+                    json!({
+                        "session_id": self.ctx.session_id,
+                        "server": self.ctx.server,
+                        "method": method,
+                        "request_id": message::id_key(id),
+                        "params": crate::audit::store::redact(m.get("params").unwrap_or(&Value::Null)),
+                    }),
                 );
-                if !self.was_cancelled(&id, &mut cancelled) {
-                    self.deny(&id, &method, &qualified, &[reason]).await;
-                }
-                return;
             }
         };
-        if verdict.decision == Decision::Escalate && !session_approved {
-            let token = request.pointer("/params/_meta/progressToken").cloned();
-            let names = (method.as_str(), session_key.as_str(), qualified.as_str());
-            return self.hold(id, row, body, names, token, cancelled).await;
+        match msg {
+            Value::Array(items) => items.iter().for_each(record),
+            other => record(other),
         }
-        // The client may have cancelled while the call was being decided: then it gets neither
-        // forwarded nor answered.
-        if self.was_cancelled(&id, &mut cancelled) {
-            return;
-        }
-        match verdict.decision {
-            Decision::Deny => self.deny(&id, &method, &qualified, &verdict.reasons).await,
-            _ => self.release(&id, row, body, &qualified).await,
-        }
-    }
-
-    /// Stops listening for the cancellation of request `id`; whether it was cancelled.
-    fn was_cancelled(&self, id: &Value, cancelled: &mut oneshot::Receiver<()>) -> bool {
-        lock(&self.held).remove(&message::id_key(id));
-        cancelled.try_recv().is_ok()
-    }
-
-    /// Forwards an allowed (or approved) request, remembering it so its outcome is recorded.
-    async fn release(&self, id: &Value, row: i64, body: Vec<u8>, qualified: &str) {
-        let key = message::id_key(id);
-        lock(&self.pending).insert(
-            key.clone(),
-            Pending::Governed {
-                row,
-                sent: Instant::now(),
-            },
-        );
-        if !self.forward(body).await {
-            lock(&self.pending).remove(&key);
-            let text = format!("behavry could not forward {qualified}: the server has exited");
-            self.reply(message::error_reply(
-                Some(id),
-                message::INTERNAL_ERROR,
-                &text,
-            ))
-            .await;
-        }
-    }
-
-    /// Answers a request behavry will not forward: an `isError` tool result the model can read,
-    /// or a JSON-RPC error for methods whose results have no such flag.
-    async fn deny(&self, id: &Value, method: &str, qualified: &str, reasons: &[String]) {
-        let text = format!("behavry denied {qualified}: {}", reasons.join("; "));
-        let frame = if method == "tools/call" {
-            message::tool_error_reply(id, &text)
-        } else {
-            message::error_reply(Some(id), POLICY_DENIED, &text)
-        };
-        self.reply(frame).await;
-    }
-
-    /// Holds an escalated request until `behavry approve` resolves it, it times out, or the client
-    /// cancels it. Other traffic keeps flowing: this runs in the request's own task.
-    async fn hold(
-        &self,
-        id: Value,
-        row: i64,
-        body: Vec<u8>,
-        names: (&str, &str, &str),
-        token: Option<Value>,
-        cancelled: oneshot::Receiver<()>,
-    ) {
-        let (method, session_key, qualified) = names;
-        // A held call is waiting for a person, not being decided: shutdown need not wait for it
-        // (it is resolved `abandoned` on the way out).
-        self.deciding.send_modify(|n| *n -= 1);
-        let timeout = self.approval_timeout;
-        note!(
-            "{qualified} is waiting for approval: run `behavry approve` in another terminal (times out in {})",
-            approval::human(timeout)
-        );
-        let to_client = self.to_client.clone();
-        let mut progress = 0u64;
-        let keepalive = move |left: Duration| {
-            let Some(token) = &token else { return };
-            progress += 1;
-            let message = format!(
-                "awaiting approval: run `behavry approve` ({} left)",
-                approval::human(left)
-            );
-            let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/progress",
-                "params": {"progressToken": token, "progress": progress, "message": message}});
-            // A full queue means the client is not reading; skipping one keepalive is harmless.
-            let _ = to_client.try_send(note.to_string().into_bytes());
-        };
-        let timing = approval::Timing {
-            timeout,
-            keepalive: self.approval_keepalive,
-        };
-        let released = approval::wait(&self.audit, row, timing, cancelled, keepalive).await;
-        lock(&self.held).remove(&message::id_key(&id));
-        self.deciding.send_modify(|n| *n += 1);
-        let reason = match released {
-            Released::Approved { session, by } => {
-                if session {
-                    lock(&self.session_approved).insert(session_key.to_owned());
-                }
-                note!("{qualified} was approved by {by}");
-                return self.release(&id, row, body, qualified).await;
-            }
-            Released::Cancelled => return,
-            Released::Denied { reason, by } => match reason {
-                Some(reason) => format!("a person denied this call ({by}): {reason}"),
-                None => format!("a person denied this call ({by})"),
-            },
-            Released::TimedOut => format!(
-                "this call needs a person's approval and was not approved within {}; next time, ask the \
-                 user to run `behavry approve` in another terminal and approve it while you wait",
-                approval::human(timeout)
-            ),
-            Released::Failed(e) => format!("the approval could not be completed, so the call was not forwarded ({e})"),
-        };
-        self.deny(&id, method, qualified, &[reason]).await;
     }
 
     async fn on_server_line(&self, line: Vec<u8>) {
@@ -793,24 +607,4 @@ fn is_governed(message: &Value) -> bool {
         }
         _ => false,
     }
-}
-
-/// Gives every deny a reason the agent can act on, when the rules gave none.
-fn explain(mut verdict: Verdict) -> Verdict {
-    if verdict.decision == Decision::Deny && verdict.reasons.is_empty() {
-        verdict.reasons.push(if verdict.deny {
-            "a deny rule matched".into()
-        } else {
-            "no policy rule allows this call (default deny)".into()
-        });
-    }
-    verdict
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

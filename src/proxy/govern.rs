@@ -1,0 +1,633 @@
+//! The decision for one governed request (`tools/call`, `resources/read`, `prompts/get`).
+//!
+//! Two halves, kept apart so the first can be table-tested:
+//! - [`decide`] (pure): the request, the facts about it and a policy set in, the verdict and the
+//!   audit row out. Ambiguous paths and behavry's own files are refused before any policy runs;
+//!   a deny always carries a reason the agent can act on.
+//! - [`Relay::govern`] (I/O): gathers the facts (paths on disk, cached annotations), commits the
+//!   row, and only then holds, denies or forwards the call.
+//!
+//! This module never writes to a pipe except through the relay's writers, and never forwards a
+//! call whose row is not committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+use super::message::{self, POLICY_DENIED};
+use super::{lock, Pending, Relay};
+use crate::approval::{self, Released};
+use crate::audit::store::{Hold, Resolution};
+use crate::audit::DecisionRow;
+use crate::note;
+use crate::policy::canon::PathArg;
+use crate::policy::input::{self, Context, Facts, Governed};
+use crate::policy::{Decision, PolicySet, Verdict};
+
+/// A governed request as the client sent it (already through the strict parse and admission).
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub id: Value,
+    pub method: String,
+    /// The governed request, or why its params are malformed (then it is denied).
+    pub governed: Result<Governed, String>,
+    /// The whole message: what is forwarded if the call is allowed.
+    pub message: Value,
+}
+
+impl Call {
+    /// The tool (or `resources/read`) the row names; for a malformed call, what it claimed.
+    fn tool(&self) -> String {
+        match &self.governed {
+            Ok(g) => g.tool().to_owned(),
+            Err(_) => self
+                .message
+                .pointer("/params/name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned(),
+        }
+    }
+
+    /// Approvals "for this session" cover later calls of the same method and name.
+    fn session_key(&self) -> String {
+        format!("{} {}", self.method, self.tool())
+    }
+}
+
+/// What the relay knows about the call beyond the request itself.
+#[derive(Debug, Clone, Default)]
+pub struct Known<'a> {
+    /// The policy-input facts: client name, annotations, session age, resolved paths.
+    pub input: Facts<'a>,
+    /// A person approved this method and name for the rest of the session.
+    pub session_approved: bool,
+}
+
+/// The outcome of [`decide`]: what happens to the call, and the row that records it.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub verdict: Verdict,
+    pub row: DecisionRow,
+}
+
+impl Decided {
+    /// Held for a person: escalated and not already approved for the session.
+    pub fn held(&self) -> bool {
+        self.verdict.decision == Decision::Escalate && self.row.resolution.is_none()
+    }
+}
+
+/// Decides one governed call. Pure: everything that varies comes in through `known`.
+pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> Decided {
+    let channel = known.input.client_name.unwrap_or("unknown").to_owned();
+    let (verdict, arguments, agent, action_type, resource_path) = match &call.governed {
+        Ok(g) => {
+            let built = input::build(ctx, g, &known.input);
+            let verdict = match &built.refused {
+                Some(why) => Verdict::fail_closed(why.clone()),
+                None => explain(policy.decide(&built.input)),
+            };
+            let agent = built
+                .input
+                .pointer("/agent/name")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned();
+            (
+                verdict,
+                g.arguments(),
+                agent,
+                built.action_type.as_str(),
+                built.resource_path,
+            )
+        }
+        Err(reason) => (
+            Verdict::fail_closed(format!("malformed request: {reason}")),
+            call.message
+                .pointer("/params/arguments")
+                .cloned()
+                .unwrap_or(Value::Null),
+            channel.clone(),
+            "unknown",
+            None,
+        ),
+    };
+    let approved = verdict.decision == Decision::Escalate && known.session_approved;
+    let row = DecisionRow {
+        session_id: ctx.session_id.clone(),
+        server: ctx.server.clone(),
+        tool: call.tool(),
+        method: call.method.clone(),
+        action_type: action_type.to_owned(),
+        resource_path,
+        decision: verdict.decision.as_str().to_owned(),
+        reasons: verdict.reasons.clone(),
+        arguments: crate::audit::store::redact(&arguments),
+        agent,
+        requester: ctx.requester_id.clone(),
+        channel,
+        policy_hash: policy.hash.clone(),
+        request_id: message::id_key(&call.id),
+        resolution: approved.then_some(Resolution::ApprovedSession),
+    };
+    Decided { verdict, row }
+}
+
+/// Gives every deny a reason the agent can act on, when the rules gave none.
+fn explain(mut verdict: Verdict) -> Verdict {
+    if verdict.decision == Decision::Deny && verdict.reasons.is_empty() {
+        verdict.reasons.push(if verdict.deny {
+            "a deny rule matched".into()
+        } else {
+            "no policy rule allows this call (default deny)".into()
+        });
+    }
+    verdict
+}
+
+/// Counts a governed call as being decided for as long as it lives: shutdown waits until none
+/// is (so no call is dropped undecided). Dropped on every exit path, so the count cannot drift.
+pub(super) struct Deciding(watch::Sender<usize>);
+
+impl Deciding {
+    pub(super) fn start(count: &watch::Sender<usize>) -> Deciding {
+        count.send_modify(|n| *n += 1);
+        Deciding(count.clone())
+    }
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// How the relay names a call in notes and replies.
+struct Names {
+    method: String,
+    /// `<server>/<tool>`.
+    qualified: String,
+}
+
+impl Relay {
+    /// Decides a governed request, records the decision, then forwards it or answers it.
+    /// `deciding` is released while the call waits for a person (shutdown need not wait for that).
+    pub(super) async fn govern(
+        self: &Arc<Self>,
+        call: Call,
+        mut cancelled: oneshot::Receiver<()>,
+        deciding: Deciding,
+    ) {
+        // One snapshot per decision: it decides, and its hash goes into the row.
+        let policy = self.policy.current();
+        let client_name = lock(&self.client_name).clone();
+        let annotations = match &call.governed {
+            Ok(Governed::ToolCall { name, .. }) => lock(&self.annotations).get(name).cloned(),
+            _ => None,
+        };
+        let paths = match &call.governed {
+            Ok(g) => self.resolve_paths(g).await,
+            Err(_) => Vec::new(),
+        };
+        let session_key = call.session_key();
+        let known = Known {
+            input: Facts {
+                client_name: client_name.as_deref(),
+                annotations: annotations.as_ref(),
+                session_seconds: self.started.elapsed().as_secs(),
+                paths: &paths,
+            },
+            session_approved: lock(&self.session_approved).contains(&session_key),
+        };
+        let decided = decide(&self.ctx, &call, &known, &policy);
+        let names = Names {
+            method: call.method.clone(),
+            qualified: format!("{}/{}", self.ctx.server, decided.row.tool),
+        };
+        // What is forwarded is the value that was evaluated, re-serialised, not the bytes that
+        // came in; an approval is bound to the hash of exactly these bytes.
+        let body = call.message.to_string().into_bytes();
+        let held = decided.held();
+        let recorded = if held {
+            let expires = time::OffsetDateTime::now_utc() + self.approval_timeout;
+            let hold = Hold {
+                owner: self.owner,
+                request_hash: sha256_hex(&body),
+                expires_at: crate::audit::store::format_ts(expires),
+            };
+            self.audit.record_escalation(decided.row, hold).await
+        } else {
+            self.audit.record(decided.row).await
+        };
+        let id = &call.id;
+        let row = match recorded {
+            Ok(row) => row,
+            Err(e) => {
+                note!(
+                    "could not record the decision for {}, so it is denied: {e}",
+                    names.qualified
+                );
+                let reason = format!(
+                    "the audit store could not record this call, so it was not forwarded ({e})"
+                );
+                if !self.was_cancelled(id, &mut cancelled) {
+                    self.deny(id, &names, &[reason]).await;
+                }
+                return;
+            }
+        };
+        if held {
+            let token = call.message.pointer("/params/_meta/progressToken").cloned();
+            drop(deciding);
+            let waited = self.hold(row, token, &names, cancelled).await;
+            lock(&self.held).remove(&message::id_key(id));
+            // Forwarding or answering it is part of deciding again: shutdown waits for it.
+            let _deciding = Deciding::start(&self.deciding);
+            return match waited {
+                Released::Approved { session, by } => {
+                    if session {
+                        lock(&self.session_approved).insert(session_key);
+                    }
+                    note!("{} was approved by {by}", names.qualified);
+                    self.release(id, row, body, &names).await
+                }
+                Released::Cancelled => {}
+                other => {
+                    let reason = refusal(other, self.approval_timeout);
+                    self.deny(id, &names, &[reason]).await
+                }
+            };
+        }
+        // The client may have cancelled while the call was being decided: then it gets neither
+        // forwarded nor answered.
+        if self.was_cancelled(id, &mut cancelled) {
+            return;
+        }
+        match decided.verdict.decision {
+            Decision::Deny => self.deny(id, &names, &decided.verdict.reasons).await,
+            _ => self.release(id, row, body, &names).await,
+        }
+    }
+
+    /// Canonicalises the paths a governed call names. Symlink resolution touches the file
+    /// system (a slow mount could block), so it runs on the blocking pool.
+    async fn resolve_paths(&self, request: &Governed) -> Vec<PathArg> {
+        let raw = input::path_args(request);
+        if raw.is_empty() {
+            return Vec::new();
+        }
+        let resolver = self.resolver.clone();
+        let fallback = raw.clone();
+        tokio::task::spawn_blocking(move || resolver.resolve_all(&raw))
+            .await
+            .unwrap_or_else(|e| {
+                // Fail closed: a call whose paths could not be resolved is refused.
+                let why = format!("behavry could not resolve this call's paths ({e})");
+                fallback
+                    .into_iter()
+                    .map(|raw| PathArg::refused(raw, why.clone()))
+                    .collect()
+            })
+    }
+
+    /// Stops listening for the cancellation of request `id`; whether it was cancelled.
+    fn was_cancelled(&self, id: &Value, cancelled: &mut oneshot::Receiver<()>) -> bool {
+        lock(&self.held).remove(&message::id_key(id));
+        cancelled.try_recv().is_ok()
+    }
+
+    /// Forwards an allowed (or approved) request, remembering it so its outcome is recorded.
+    async fn release(&self, id: &Value, row: i64, body: Vec<u8>, names: &Names) {
+        let key = message::id_key(id);
+        lock(&self.pending).insert(
+            key.clone(),
+            Pending::Governed {
+                row,
+                sent: Instant::now(),
+            },
+        );
+        if !self.forward(body).await {
+            lock(&self.pending).remove(&key);
+            let text = format!(
+                "behavry could not forward {}: the server has exited",
+                names.qualified
+            );
+            self.reply(message::error_reply(
+                Some(id),
+                message::INTERNAL_ERROR,
+                &text,
+            ))
+            .await;
+        }
+    }
+
+    /// Answers a request behavry will not forward: an `isError` tool result the model can read,
+    /// or a JSON-RPC error for methods whose results have no such flag.
+    async fn deny(&self, id: &Value, names: &Names, reasons: &[String]) {
+        let text = format!("behavry denied {}: {}", names.qualified, reasons.join("; "));
+        let frame = if names.method == "tools/call" {
+            message::tool_error_reply(id, &text)
+        } else {
+            message::error_reply(Some(id), POLICY_DENIED, &text)
+        };
+        self.reply(frame).await;
+    }
+
+    /// Holds escalated call `row` until `behavry approve` resolves it, it times out, or the client
+    /// cancels it; the client hears progress meanwhile when it asked for it (`token`). Other
+    /// traffic keeps flowing: this runs in the request's own task.
+    async fn hold(
+        &self,
+        row: i64,
+        token: Option<Value>,
+        names: &Names,
+        cancelled: oneshot::Receiver<()>,
+    ) -> Released {
+        let timeout = self.approval_timeout;
+        note!(
+            "{} is waiting for approval: run `behavry approve` in another terminal (times out in {})",
+            names.qualified,
+            approval::human(timeout)
+        );
+        let to_client = self.to_client.clone();
+        let mut progress = 0u64;
+        let keepalive = move |left: Duration| {
+            let Some(token) = &token else { return };
+            progress += 1;
+            let message = format!(
+                "awaiting approval: run `behavry approve` ({} left)",
+                approval::human(left)
+            );
+            let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                "params": {"progressToken": token, "progress": progress, "message": message}});
+            // A full queue means the client is not reading; skipping one keepalive is harmless.
+            let _ = to_client.try_send(note.to_string().into_bytes());
+        };
+        let timing = approval::Timing {
+            timeout,
+            keepalive: self.approval_keepalive,
+        };
+        approval::wait(&self.audit, row, timing, cancelled, keepalive).await
+    }
+}
+
+/// The reason an agent is given when its held call was not approved.
+fn refusal(released: Released, timeout: Duration) -> String {
+    match released {
+        Released::Denied { reason: Some(reason), by } => {
+            format!("a person denied this call ({by}): {reason}")
+        }
+        Released::Denied { reason: None, by } => format!("a person denied this call ({by})"),
+        Released::TimedOut => format!(
+            "this call needs a person's approval and was not approved within {}; next time, ask the \
+             user to run `behavry approve` in another terminal and approve it while you wait",
+            approval::human(timeout)
+        ),
+        Released::Failed(e) => {
+            format!("the approval could not be completed, so the call was not forwarded ({e})")
+        }
+        Released::Approved { .. } | Released::Cancelled => {
+            "the call was not forwarded".to_owned()
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::input::BehavryDirs;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    const SEED: &str = include_str!("../../policies/examples/seed.rego");
+
+    fn ctx() -> Context {
+        Context {
+            server: "fs".into(),
+            agent_id: None,
+            agent_name: None,
+            role: "developer".into(),
+            risk_tier: "low".into(),
+            requester_id: "alice".into(),
+            session_id: "s-1".into(),
+            project_dir: None,
+            cwd: PathBuf::from("/work"),
+            home: Some(PathBuf::from("/home/alice")),
+            action_types: BTreeMap::new(),
+            behavry: BehavryDirs::default(),
+        }
+    }
+
+    fn seed() -> PolicySet {
+        PolicySet::from_sources(
+            &[("seed.rego".into(), SEED.into())],
+            Duration::from_millis(500),
+        )
+    }
+
+    fn call(tool: &str, arguments: Value) -> Call {
+        let message = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}});
+        Call {
+            id: json!(7),
+            method: "tools/call".into(),
+            governed: Governed::from_request("tools/call", message.get("params"))
+                .expect("governed"),
+            message,
+        }
+    }
+
+    fn path(canonical: &str) -> PathArg {
+        PathArg {
+            raw: canonical.into(),
+            canonical: vec![canonical.into()],
+            ..PathArg::default()
+        }
+    }
+
+    #[test]
+    fn decisions_and_rows() {
+        let policy = seed();
+        let prod = [path("/prod/app.yaml")];
+        let tmp = [path("/tmp/x")];
+        let mut own = path("/home/alice/.config/behavry/policies/x.rego");
+        own.refused = Some("it is inside behavry's policy directory".into());
+        let own = [own];
+        // (tool, paths, session approved, decision, held, resolution, a reason contains)
+        let table: [(
+            &str,
+            &[PathArg],
+            bool,
+            Decision,
+            bool,
+            Option<Resolution>,
+            &str,
+        ); 7] = [
+            ("read_file", &tmp, false, Decision::Allow, false, None, ""),
+            (
+                "write_file",
+                &prod,
+                false,
+                Decision::Deny,
+                false,
+                None,
+                "a deny rule matched",
+            ),
+            (
+                "write_file",
+                &tmp,
+                false,
+                Decision::Deny,
+                false,
+                None,
+                "default deny",
+            ),
+            (
+                "delete_file",
+                &tmp,
+                false,
+                Decision::Escalate,
+                true,
+                None,
+                "",
+            ),
+            (
+                "delete_file",
+                &tmp,
+                true,
+                Decision::Escalate,
+                false,
+                Some(Resolution::ApprovedSession),
+                "",
+            ),
+            // A session approval never turns a deny into anything else.
+            (
+                "write_file",
+                &prod,
+                true,
+                Decision::Deny,
+                false,
+                None,
+                "deny rule",
+            ),
+            // behavry's own files are refused before any policy runs, even a read.
+            (
+                "read_file",
+                &own,
+                false,
+                Decision::Deny,
+                false,
+                None,
+                "policy directory",
+            ),
+        ];
+        for (tool, paths, session_approved, decision, held, resolution, reason) in table {
+            let known = Known {
+                input: Facts {
+                    client_name: Some("claude-code"),
+                    paths,
+                    ..Facts::default()
+                },
+                session_approved,
+            };
+            let what = format!("{tool} {:?} session={session_approved}", paths[0].raw);
+            let d = decide(&ctx(), &call(tool, json!({})), &known, &policy);
+            assert_eq!(d.verdict.decision, decision, "{what}");
+            assert_eq!(d.held(), held, "{what}");
+            assert_eq!(d.row.resolution, resolution, "{what}");
+            assert_eq!(d.row.decision, decision.as_str(), "{what}");
+            assert_eq!(d.row.reasons, d.verdict.reasons, "{what}");
+            assert!(
+                reason.is_empty() || d.verdict.reasons.iter().any(|r| r.contains(reason)),
+                "{what}: {:?}",
+                d.verdict.reasons
+            );
+            assert_eq!(d.row.tool, tool);
+            assert_eq!(d.row.channel, "claude-code");
+            assert_eq!(d.row.request_id, "7");
+            assert_eq!(d.row.policy_hash, policy.hash);
+            assert_eq!(
+                d.row.resource_path.as_deref(),
+                paths[0].canonical.first().map(String::as_str)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_calls_are_denied_and_recorded_with_what_they_claimed() {
+        let message = json!({"jsonrpc": "2.0", "id": "a", "method": "tools/call",
+            "params": {"name": "write_file", "arguments": [1]}});
+        let call = Call {
+            id: json!("a"),
+            method: "tools/call".into(),
+            governed: Governed::from_request("tools/call", message.get("params"))
+                .expect("governed"),
+            message,
+        };
+        assert!(call.governed.is_err());
+        let d = decide(&ctx(), &call, &Known::default(), &seed());
+        assert_eq!(d.verdict.decision, Decision::Deny);
+        assert!(
+            d.verdict.reasons[0].starts_with("malformed request"),
+            "{:?}",
+            d.verdict.reasons
+        );
+        assert_eq!(d.row.tool, "write_file");
+        assert_eq!(d.row.arguments, json!([1]));
+        assert_eq!(d.row.action_type, "unknown");
+        assert_eq!(d.row.channel, "unknown");
+        assert_eq!(d.row.request_id, "\"a\"");
+    }
+
+    #[test]
+    fn a_policy_that_fails_to_compile_denies_everything() {
+        let broken = PolicySet::from_sources(
+            &[("x.rego".into(), "package behavry.authz\nallow if {".into())],
+            Duration::from_millis(500),
+        );
+        let known = Known::default();
+        let d = decide(&ctx(), &call("read_file", json!({})), &known, &broken);
+        assert_eq!(d.verdict.decision, Decision::Deny);
+        assert!(
+            d.verdict.reasons[0].contains("failed to compile"),
+            "{:?}",
+            d.verdict.reasons
+        );
+    }
+
+    #[test]
+    fn arguments_are_redacted_in_the_row() {
+        let known = Known::default();
+        let c = call("read_file", json!({"path": "/tmp/x", "api_key": "sk-123"}));
+        let d = decide(&ctx(), &c, &known, &seed());
+        assert_ne!(d.row.arguments["api_key"], "sk-123");
+        assert_eq!(d.row.arguments["path"], "/tmp/x");
+    }
+
+    #[test]
+    fn refusals_name_what_happened() {
+        let t = Duration::from_secs(60);
+        let denied = Released::Denied {
+            reason: Some("not now".into()),
+            by: "bob".into(),
+        };
+        assert_eq!(
+            refusal(denied, t),
+            "a person denied this call (bob): not now"
+        );
+        assert!(refusal(Released::TimedOut, t).contains("not approved within 1m"));
+        assert!(refusal(Released::Failed("disk full".into()), t).contains("disk full"));
+    }
+}
