@@ -172,6 +172,9 @@ pub struct WrapConfig {
     /// How often a held call sends `notifications/progress` (when the client gave a progress
     /// token), so the client's idle timer does not expire while a person decides.
     pub approval_keepalive_secs: u64,
+    /// How long a tool call that arrives while behavry is reading the server's tool list waits
+    /// for it before it is decided without the tool's annotations.
+    pub tools_list_wait_ms: u64,
 }
 
 impl Default for WrapConfig {
@@ -184,6 +187,7 @@ impl Default for WrapConfig {
             max_frame_bytes: 64 * 1024 * 1024,
             approval_timeout_secs: 300,
             approval_keepalive_secs: 15,
+            tools_list_wait_ms: 2000,
         }
     }
 }

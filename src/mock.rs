@@ -67,6 +67,25 @@ pub fn run() -> io::Result<()> {
         if method == "tools/call" && params["name"] == "ask_client" {
             ask_client(&out)?;
         }
+        if method == "tools/call" && params["name"] == "progress" {
+            // The server's own progress on the client's token, counting from 1.
+            if let Some(token) = params.pointer("/_meta/progressToken") {
+                for n in 1..=2 {
+                    send(
+                        &out,
+                        json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                            "params": {"progressToken": token, "progress": n, "total": 2}}),
+                    )?;
+                }
+            }
+        }
+        if method == "tools/call" && params["name"] == "retool" {
+            RETOOLED.store(true, std::sync::atomic::Ordering::Relaxed);
+            send(
+                &out,
+                json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+            )?;
+        }
         let reply = match answer(method, &params) {
             Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
             Err((code, message)) => {
@@ -114,7 +133,22 @@ fn answer(method: &str, params: &Value) -> Result<Value, (i64, String)> {
             "serverInfo": {"name": "behavry-mock", "version": "1.0.0"},
         })),
         "ping" => Ok(json!({})),
-        "tools/list" => Ok(json!({"tools": [
+        "tools/list" => Ok(tools_page(params)),
+        "tools/call" => call_tool(params),
+        "resources/read" => Ok(json!({"contents": [{"uri": params["uri"], "text": "resource"}]})),
+        other => Err((-32601, format!("method not found: {other}"))),
+    }
+}
+
+/// The tool list, one page of `BEHAVRY_MOCK_TOOLS_PAGE` tools at a time when that is set (the
+/// cursor is the index of the next tool). After `retool`, `query` is no longer destructive.
+fn tools_page(params: &Value) -> Value {
+    let query_annotations = if RETOOLED.load(std::sync::atomic::Ordering::Relaxed) {
+        json!({"readOnlyHint": true})
+    } else {
+        json!({"destructiveHint": true})
+    };
+    let tools = json!([
             {"name": "echo", "inputSchema": {"type": "object"}},
             {"name": "read_file", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
             {"name": "write_file", "inputSchema": {"type": "object"}},
@@ -123,35 +157,57 @@ fn answer(method: &str, params: &Value) -> Result<Value, (i64, String)> {
             {"name": "fail", "inputSchema": {"type": "object"}},
             {"name": "peek", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
             {"name": "big", "inputSchema": {"type": "object"}},
-        ]})),
-        "tools/call" => {
-            let args = &params["arguments"];
-            let s = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            match params["name"].as_str().unwrap_or("") {
-                "echo" => Ok(text(&s("text"))),
-                "read_file" => Ok(text(&format!("contents of {}", s("path")))),
-                "write_file" => Ok(text(&format!(
-                    "wrote {} bytes to {}",
-                    s("content").len(),
-                    s("path")
-                ))),
-                "delete_file" => Ok(text(&format!("deleted {}", s("path")))),
-                "peek" => Ok(text("peeked")),
-                "big" => {
-                    let n = args.get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20);
-                    Ok(text(&"x".repeat(
-                        usize::try_from(n).unwrap_or(usize::MAX).min(1 << 30),
-                    )))
-                }
-                "ask_client" => Ok(text("asked")),
-                "fail" => {
-                    Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true}))
-                }
-                other => Err((-32602, format!("unknown tool {other}"))),
-            }
+            {"name": "query", "inputSchema": {"type": "object"}, "annotations": query_annotations},
+            {"name": "retool", "inputSchema": {"type": "object"}},
+            {"name": "progress", "inputSchema": {"type": "object"}},
+    ]);
+    let all = tools.as_array().cloned().unwrap_or_default();
+    let size = std::env::var("BEHAVRY_MOCK_TOOLS_PAGE")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(all.len());
+    let start = params
+        .get("cursor")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(all.len());
+    let end = (start + size).min(all.len());
+    let mut page = json!({"tools": all[start..end]});
+    if end < all.len() {
+        page["nextCursor"] = json!(end.to_string());
+    }
+    page
+}
+
+static RETOOLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn call_tool(params: &Value) -> Result<Value, (i64, String)> {
+    let args = &params["arguments"];
+    let s = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    match params["name"].as_str().unwrap_or("") {
+        "echo" => Ok(text(&s("text"))),
+        "read_file" => Ok(text(&format!("contents of {}", s("path")))),
+        "write_file" => Ok(text(&format!(
+            "wrote {} bytes to {}",
+            s("content").len(),
+            s("path")
+        ))),
+        "delete_file" => Ok(text(&format!("deleted {}", s("path")))),
+        "peek" => Ok(text("peeked")),
+        "big" => {
+            let n = args.get("bytes").and_then(Value::as_u64).unwrap_or(1 << 20);
+            Ok(text(&"x".repeat(
+                usize::try_from(n).unwrap_or(usize::MAX).min(1 << 30),
+            )))
         }
-        "resources/read" => Ok(json!({"contents": [{"uri": params["uri"], "text": "resource"}]})),
-        other => Err((-32601, format!("method not found: {other}"))),
+        "ask_client" => Ok(text("asked")),
+        "fail" => Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true})),
+        "query" => Ok(text("queried")),
+        "retool" => Ok(text("retooled")),
+        "progress" => Ok(text("progressed")),
+        other => Err((-32602, format!("unknown tool {other}"))),
     }
 }
 

@@ -184,10 +184,14 @@ impl Relay {
         // One snapshot per decision: it decides, and its hash goes into the row.
         let policy = self.policy.current();
         let client_name = lock(&self.client_name).clone();
-        let annotations = match &call.governed {
-            Ok(Governed::ToolCall { name, .. }) => lock(&self.annotations).get(name).cloned(),
-            _ => None,
+        let (tool, unlisted) = match &call.governed {
+            Ok(Governed::ToolCall { name, .. }) => match self.tool_definition(name).await {
+                Ok(tool) => (tool, None),
+                Err(why) => (None, Some(why)),
+            },
+            _ => (None, None),
         };
+        let annotations = tool.as_ref().and_then(|t| t.get("annotations"));
         let paths = match &call.governed {
             Ok(g) => self.resolve_paths(g).await,
             Err(_) => Vec::new(),
@@ -196,13 +200,16 @@ impl Relay {
         let known = Known {
             input: Facts {
                 client_name: client_name.as_deref(),
-                annotations: annotations.as_ref(),
+                annotations,
                 session_seconds: self.started.elapsed().as_secs(),
                 paths: &paths,
             },
             session_approved: lock(&self.session_approved).contains(&session_key),
         };
-        let decided = decide(&self.ctx, &call, &known, &policy);
+        let mut decided = decide(&self.ctx, &call, &known, &policy);
+        if let Some(why) = unlisted {
+            decided.row.reasons.push(why);
+        }
         let names = Names {
             method: call.method.clone(),
             qualified: format!("{}/{}", self.ctx.server, decided.row.tool),

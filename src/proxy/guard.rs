@@ -56,6 +56,12 @@ impl Guard {
         Ok(())
     }
 
+    /// Reserves an id for a request behavry itself sends the server: no client request may use it
+    /// until the server answers.
+    pub fn reserve(&self, id: &Value) {
+        lock(&self.state).in_flight.insert(message::id_key(id));
+    }
+
     /// Notes a message from the server: responses free their ids, and the answer to `initialize`
     /// fixes the protocol version.
     pub fn server_message(&self, msg: &Value) {

@@ -16,6 +16,7 @@ pub mod guard;
 pub mod message;
 mod reload;
 pub mod strict;
+mod tools;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -66,7 +67,7 @@ pub struct WrapOptions {
 
 /// What to do when the server answers a request the client sent.
 enum Pending {
-    /// A `tools/list` whose annotations we cache for `action.type` and `action.annotations`.
+    /// A client's `tools/list`, whose answer also refreshes the tool catalogue.
     ToolsList,
     /// An allowed governed call whose outcome goes into its audit row.
     Governed { row: i64, sent: Instant },
@@ -80,8 +81,8 @@ struct Relay {
     started: Instant,
     max_frame: usize,
     client_name: Mutex<Option<String>>,
-    /// Tool name → annotations from the server's latest `tools/list`.
-    annotations: Mutex<HashMap<String, Value>>,
+    /// The server's tools, as behavry lists them itself (see [`tools`]).
+    tools: tools::Tools,
     /// Client request id (see [`message::id_key`]) → what its response means to us.
     pending: Mutex<HashMap<String, Pending>>,
     to_client: mpsc::Sender<Vec<u8>>,
@@ -169,7 +170,7 @@ where
         started: Instant::now(),
         max_frame: config.wrap.max_frame_bytes,
         client_name: Mutex::new(None),
-        annotations: Mutex::new(HashMap::new()),
+        tools: tools::Tools::new(Duration::from_millis(config.wrap.tools_list_wait_ms)),
         pending: Mutex::new(HashMap::new()),
         to_client,
         to_server,
@@ -417,9 +418,17 @@ impl Relay {
                 note!("dropped a {method} without an id: governed requests need one to be decided");
                 return;
             }
-            Kind::Notification { .. } | Kind::Response { .. } => {
-                let frame = raw();
-                self.forward(frame).await;
+            Kind::Notification { method } => {
+                let initialized = method == "notifications/initialized";
+                self.forward(raw()).await;
+                // The session is ready: read the server's tools before the first call needs them.
+                if initialized {
+                    self.list_tools().await;
+                }
+                return;
+            }
+            Kind::Response { .. } => {
+                self.forward(raw()).await;
                 return;
             }
             Kind::Batch(_) => {
@@ -554,6 +563,15 @@ impl Relay {
             return;
         }
         self.guard.server_message(&value);
+        if self.own_answer(&value).await {
+            return;
+        }
+        if let Kind::Notification {
+            method: "notifications/tools/list_changed",
+        } = message::classify(&value)
+        {
+            self.list_tools().await;
+        }
         self.record_server_requests(&value);
         match message::classify(&value) {
             Kind::Response { .. } => self.settle(&value),
@@ -563,7 +581,8 @@ impl Relay {
         let _ = self.to_client.send(line).await;
     }
 
-    /// Response bookkeeping: cache annotations from `tools/list`, record outcomes of allowed calls.
+    /// Response bookkeeping: refresh the tool catalogue from `tools/list`, record outcomes of
+    /// allowed calls.
     fn settle(&self, response: &Value) {
         let Kind::Response { id } = message::classify(response) else {
             return;
@@ -573,15 +592,8 @@ impl Relay {
         };
         match pending {
             Pending::ToolsList => {
-                let tools = response.pointer("/result/tools").and_then(Value::as_array);
-                let mut cache = lock(&self.annotations);
-                for tool in tools.into_iter().flatten() {
-                    if let (Some(name), Some(ann)) = (
-                        tool.get("name").and_then(Value::as_str),
-                        tool.get("annotations"),
-                    ) {
-                        cache.insert(name.to_owned(), ann.clone());
-                    }
+                if let Some(result) = response.get("result") {
+                    self.client_tools_page(result);
                 }
             }
             Pending::Governed { row, sent } => {

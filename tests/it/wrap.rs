@@ -122,24 +122,83 @@ reasons contains sprintf("project=%s", [input.session.project_dir]) if input.act
     assert_eq!(text(&reply), want);
 }
 
+/// Allows reads, searches and the mock's `retool`; everything else is denied by default.
+const READ_AND_SEARCH: &str = r#"package behavry.authz
+import future.keywords.if
+import future.keywords.in
+allow if input.action.type in {"read", "search"}
+allow if input.action.name == "retool"
+"#;
+
 #[test]
-fn annotations_from_tools_list_feed_the_action_type() {
-    let home = Home::with_policy("seed.rego", SEED);
-    let mut w = home.wrap_mock();
+fn annotations_come_from_the_server_whatever_the_client_lists() {
+    let home = Home::with_policy("p.rego", READ_AND_SEARCH);
+    // Pages of two tools: behavry reads every page of the server's list itself.
+    let mut w = home.wrap(
+        &["--name", "mock", "--", BIN, "mock-server"],
+        &[("BEHAVRY_MOCK_TOOLS_PAGE", "2")],
+    );
     w.initialize();
-    // `peek` says nothing by name; until the server's tools/list marks it read-only, it is unknown.
-    assert!(is_error(&w.call(1, "peek", json!({}))));
-    w.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
-    let tools = w.recv_id(&json!(2));
-    assert!(tools["result"]["tools"]
-        .as_array()
-        .is_some_and(|t| !t.is_empty()));
-    let peek = w.call(3, "peek", json!({}));
+    // The client never lists tools. `peek` says nothing by its name but is read-only by its
+    // annotations; `query` reads like a search but the server marks it destructive.
+    let peek = w.call(1, "peek", json!({}));
     assert_eq!(text(&peek), "peeked", "{peek}");
+    let query = w.call(2, "query", json!({}));
+    assert!(
+        is_error(&query),
+        "a destructive tool is not a search: {query}"
+    );
+    // The server changes its tools: behavry reads them again.
+    w.send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "retool"}}),
+    );
+    let changed = w.recv();
+    assert_eq!(
+        changed["method"], "notifications/tools/list_changed",
+        "relayed: {changed}"
+    );
+    assert_eq!(text(&w.recv_id(&json!(3))), "retooled");
+    let mut queried = w.call(4, "query", json!({}));
+    for id in 5..50 {
+        if !is_error(&queried) {
+            break;
+        }
+        // The new list may still be on its way when the call is decided.
+        std::thread::sleep(Duration::from_millis(50));
+        queried = w.call(id, "query", json!({}));
+    }
+    assert_eq!(text(&queried), "queried", "{queried}");
+    // The client's own listing is answered by the server, exactly once, and behavry's are not
+    // relayed at all.
+    w.send(json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}));
+    let listed = w.recv();
+    assert_eq!(listed["id"], "list", "{listed}");
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(2));
+    w.send(json!({"jsonrpc": "2.0", "id": "p", "method": "ping"}));
+    assert_eq!(w.recv()["id"], "p", "nothing else came in between");
     drop(w);
-    let rows = home.log(&["--tool", "peek"]);
-    assert_eq!(rows[0]["action_type"], "unknown");
-    assert_eq!(rows[1]["action_type"], "read");
+    assert_eq!(home.log(&["--tool", "peek"])[0]["action_type"], "read");
+    let queries = home.log(&["--tool", "query"]);
+    // Oldest first: denied as a write, then allowed as a search once the server changed it.
+    assert_eq!(queries[0]["action_type"], "write", "{queries:#?}");
+    let last = queries.last().expect("query rows");
+    assert_eq!(last["action_type"], "search", "after retool: {queries:#?}");
+    assert!(
+        home.mock_received().contains(r#""cursor":"2""#),
+        "every page was read"
+    );
+}
+
+#[test]
+fn a_call_before_any_listing_waits_for_the_list() {
+    let home = Home::with_policy("p.rego", READ_AND_SEARCH);
+    let mut w = home.wrap_mock();
+    // No initialize at all (as with protocol versions that probe `server/discover` instead): the
+    // first tool call starts the listing and is decided with it.
+    let query = w.call(1, "query", json!({}));
+    assert!(is_error(&query), "{query}");
+    drop(w);
+    assert_eq!(home.log(&["--tool", "query"])[0]["action_type"], "write");
 }
 
 #[test]
