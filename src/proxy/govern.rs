@@ -464,6 +464,41 @@ mod tests {
         }
     }
 
+    /// One row of the decision table: the call, what is known, and what must come out.
+    struct Case<'a> {
+        tool: &'a str,
+        paths: &'a [PathArg],
+        session_approved: bool,
+        decision: Decision,
+        held: bool,
+        resolution: Option<Resolution>,
+        /// A reason must contain this ("" for none required).
+        reason: &'a str,
+    }
+
+    impl<'a> Case<'a> {
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            tool: &'a str,
+            paths: &'a [PathArg],
+            session_approved: bool,
+            decision: Decision,
+            held: bool,
+            resolution: Option<Resolution>,
+            reason: &'a str,
+        ) -> Case<'a> {
+            Case {
+                tool,
+                paths,
+                session_approved,
+                decision,
+                held,
+                resolution,
+                reason,
+            }
+        }
+    }
+
     #[test]
     fn decisions_and_rows() {
         let policy = seed();
@@ -472,75 +507,45 @@ mod tests {
         let mut own = path("/home/alice/.config/behavry/policies/x.rego");
         own.refused = Some("it is inside behavry's policy directory".into());
         let own = [own];
-        // (tool, paths, session approved, decision, held, resolution, a reason contains)
-        let table: [(
-            &str,
-            &[PathArg],
-            bool,
-            Decision,
-            bool,
-            Option<Resolution>,
-            &str,
-        ); 7] = [
-            ("read_file", &tmp, false, Decision::Allow, false, None, ""),
-            (
+        use Decision::{Allow, Deny, Escalate};
+        let session = Some(Resolution::ApprovedSession);
+        let table = [
+            Case::new("read_file", &tmp, false, Allow, false, None, ""),
+            Case::new(
                 "write_file",
                 &prod,
                 false,
-                Decision::Deny,
+                Deny,
                 false,
                 None,
                 "a deny rule matched",
             ),
-            (
-                "write_file",
-                &tmp,
-                false,
-                Decision::Deny,
-                false,
-                None,
-                "default deny",
-            ),
-            (
-                "delete_file",
-                &tmp,
-                false,
-                Decision::Escalate,
-                true,
-                None,
-                "",
-            ),
-            (
-                "delete_file",
-                &tmp,
-                true,
-                Decision::Escalate,
-                false,
-                Some(Resolution::ApprovedSession),
-                "",
-            ),
+            Case::new("write_file", &tmp, false, Deny, false, None, "default deny"),
+            Case::new("delete_file", &tmp, false, Escalate, true, None, ""),
+            Case::new("delete_file", &tmp, true, Escalate, false, session, ""),
             // A session approval never turns a deny into anything else.
-            (
-                "write_file",
-                &prod,
-                true,
-                Decision::Deny,
-                false,
-                None,
-                "deny rule",
-            ),
+            Case::new("write_file", &prod, true, Deny, false, None, "deny rule"),
             // behavry's own files are refused before any policy runs, even a read.
-            (
+            Case::new(
                 "read_file",
                 &own,
                 false,
-                Decision::Deny,
+                Deny,
                 false,
                 None,
                 "policy directory",
             ),
         ];
-        for (tool, paths, session_approved, decision, held, resolution, reason) in table {
+        for case in table {
+            let Case {
+                tool,
+                paths,
+                session_approved,
+                decision,
+                held,
+                resolution,
+                reason,
+            } = case;
             let known = Known {
                 input: Facts {
                     client_name: Some("claude-code"),
