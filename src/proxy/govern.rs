@@ -10,6 +10,7 @@
 //! This module never writes to a pipe except through the relay's writers, and never forwards a
 //! call whose row is not committed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -249,7 +250,7 @@ impl Relay {
         if held {
             let token = call.message.pointer("/params/_meta/progressToken").cloned();
             drop(deciding);
-            let waited = self.hold(row, token, &names, cancelled).await;
+            let (waited, progress) = self.hold(row, token.clone(), &names, cancelled).await;
             lock(&self.held).remove(&message::id_key(id));
             // Forwarding or answering it is part of deciding again: shutdown waits for it.
             let _deciding = Deciding::start(&self.deciding);
@@ -259,7 +260,14 @@ impl Relay {
                         lock(&self.session_approved).insert(session_key);
                     }
                     note!("{} was approved by {by}", names.qualified);
-                    self.release(id, row, body, &names).await
+                    // The client saw `progress` keepalives on its token; the server's own progress
+                    // on it continues from there, so the client sees it only ever increase.
+                    let renumber = token.filter(|_| progress > 0).map(|token| {
+                        let key = message::id_key(&token);
+                        lock(&self.progress).insert(key.clone(), progress as f64);
+                        key
+                    });
+                    self.release(id, row, body, &names, renumber).await
                 }
                 Released::Cancelled => {}
                 other => {
@@ -275,7 +283,7 @@ impl Relay {
         }
         match decided.verdict.decision {
             Decision::Deny => self.deny(id, &names, &decided.verdict.reasons).await,
-            _ => self.release(id, row, body, &names).await,
+            _ => self.release(id, row, body, &names, None).await,
         }
     }
 
@@ -307,13 +315,22 @@ impl Relay {
     }
 
     /// Forwards an allowed (or approved) request, remembering it so its outcome is recorded.
-    async fn release(&self, id: &Value, row: i64, body: Vec<u8>, names: &Names) {
+    /// `renumbered`: the progress token whose server progress is renumbered until it is answered.
+    async fn release(
+        &self,
+        id: &Value,
+        row: i64,
+        body: Vec<u8>,
+        names: &Names,
+        renumbered: Option<String>,
+    ) {
         let key = message::id_key(id);
         lock(&self.pending).insert(
             key.clone(),
             Pending::Governed {
                 row,
                 sent: Instant::now(),
+                renumbered,
             },
         );
         if !self.forward(body).await {
@@ -344,15 +361,16 @@ impl Relay {
     }
 
     /// Holds escalated call `row` until `behavry approve` resolves it, it times out, or the client
-    /// cancels it; the client hears progress meanwhile when it asked for it (`token`). Other
-    /// traffic keeps flowing: this runs in the request's own task.
+    /// cancels it; the client hears progress meanwhile when it asked for it (`token`). Returns how
+    /// it ended and how many progress notifications were sent. Other traffic keeps flowing: this
+    /// runs in the request's own task.
     async fn hold(
         &self,
         row: i64,
         token: Option<Value>,
         names: &Names,
         cancelled: oneshot::Receiver<()>,
-    ) -> Released {
+    ) -> (Released, u64) {
         let timeout = self.approval_timeout;
         note!(
             "{} is waiting for approval: run `behavry approve` in another terminal (times out in {})",
@@ -360,10 +378,11 @@ impl Relay {
             approval::human(timeout)
         );
         let to_client = self.to_client.clone();
-        let mut progress = 0u64;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
         let keepalive = move |left: Duration| {
             let Some(token) = &token else { return };
-            progress += 1;
+            let progress = counter.fetch_add(1, Ordering::Relaxed) + 1;
             let message = format!(
                 "awaiting approval: run `behavry approve` ({} left)",
                 approval::human(left)
@@ -377,7 +396,8 @@ impl Relay {
             timeout,
             keepalive: self.approval_keepalive,
         };
-        approval::wait(&self.audit, row, timing, cancelled, keepalive).await
+        let released = approval::wait(&self.audit, row, timing, cancelled, keepalive).await;
+        (released, sent.load(Ordering::Relaxed))
     }
 }
 

@@ -70,7 +70,12 @@ enum Pending {
     /// A client's `tools/list`, whose answer also refreshes the tool catalogue.
     ToolsList,
     /// An allowed governed call whose outcome goes into its audit row.
-    Governed { row: i64, sent: Instant },
+    Governed {
+        row: i64,
+        sent: Instant,
+        /// The progress token (key) whose server progress is renumbered (see `progress`).
+        renumbered: Option<String>,
+    },
 }
 
 struct Relay {
@@ -92,6 +97,9 @@ struct Relay {
     /// Governed requests being decided or held, by client request id; the sender cancels one
     /// (a `notifications/cancelled` can arrive at any point before it is forwarded).
     held: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Progress token (key) of an approved call → how many keepalives the client saw on it: the
+    /// server's own progress on that token is shifted up by that much.
+    progress: Mutex<HashMap<String, f64>>,
     /// `<method> <name>` a person approved "for the rest of this session".
     session_approved: Mutex<HashSet<String>>,
     approval_timeout: Duration,
@@ -176,6 +184,7 @@ where
         to_server,
         deciding: watch::channel(0).0,
         held: Mutex::new(HashMap::new()),
+        progress: Mutex::new(HashMap::new()),
         session_approved: Mutex::new(HashSet::new()),
         approval_timeout: opts.approval_timeout,
         approval_keepalive: Duration::from_secs(config.wrap.approval_keepalive_secs),
@@ -338,7 +347,7 @@ impl Relay {
             return;
         };
         let key = message::id_key(&id);
-        if let Some(Pending::Governed { row, sent }) = lock(&self.pending).remove(&key) {
+        if let Some(Pending::Governed { row, sent, .. }) = lock(&self.pending).remove(&key) {
             self.audit
                 .outcome(row, Outcome::Error, sent.elapsed().as_secs_f64() * 1000.0);
         }
@@ -578,7 +587,31 @@ impl Relay {
             Kind::Batch(items) => items.iter().for_each(|m| self.settle(m)),
             _ => {}
         }
+        let line = self.renumber_progress(&value).unwrap_or(line);
         let _ = self.to_client.send(line).await;
+    }
+
+    /// The server's `notifications/progress` on the token of a call that was held, shifted past
+    /// the keepalives the client already saw on it; `None` for every other message.
+    fn renumber_progress(&self, msg: &Value) -> Option<Vec<u8>> {
+        let Kind::Notification {
+            method: "notifications/progress",
+        } = message::classify(msg)
+        else {
+            return None;
+        };
+        let token = message::id_key(msg.pointer("/params/progressToken")?);
+        let offset = *lock(&self.progress).get(&token)?;
+        let mut msg = msg.clone();
+        for field in ["progress", "total"] {
+            if let Some(n) = msg
+                .pointer(&format!("/params/{field}"))
+                .and_then(Value::as_f64)
+            {
+                msg["params"][field] = json!(n + offset);
+            }
+        }
+        Some(msg.to_string().into_bytes())
     }
 
     /// Response bookkeeping: refresh the tool catalogue from `tools/list`, record outcomes of
@@ -596,7 +629,14 @@ impl Relay {
                     self.client_tools_page(result);
                 }
             }
-            Pending::Governed { row, sent } => {
+            Pending::Governed {
+                row,
+                sent,
+                renumbered,
+            } => {
+                if let Some(token) = renumbered {
+                    lock(&self.progress).remove(&token);
+                }
                 let outcome = if response.get("error").is_some() {
                     Outcome::Error
                 } else if response.pointer("/result/isError") == Some(&Value::Bool(true)) {

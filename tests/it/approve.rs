@@ -395,3 +395,48 @@ fn a_cancellation_that_arrives_while_the_call_is_being_decided_wins() {
         "{received}"
     );
 }
+
+#[test]
+fn progress_only_increases_across_an_approval() {
+    let home = Home::with_policy(
+        "p.rego",
+        r#"package behavry.authz
+import rego.v1
+allow if input.action.name != "progress"
+escalate if input.action.name == "progress"
+"#,
+    );
+    home.config("[wrap]\napproval_keepalive_secs = 1\n");
+    let mut w = home.wrap_mock();
+    w.initialize();
+    w.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "progress", "arguments": {}, "_meta": {"progressToken": 9}}}));
+    let call = wait_pending(&home, 1).remove(0);
+    // At least one keepalive on the client's token before the person approves.
+    let first = w.recv();
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    assert!(resolve(
+        &home,
+        call.id,
+        &call.request_hash,
+        Resolution::Approved,
+        None
+    ));
+    let mut seen = vec![first["params"]["progress"].as_f64().unwrap_or(f64::NAN)];
+    let reply = loop {
+        let frame = w.recv();
+        if frame["id"] == 1 {
+            break frame;
+        }
+        assert_eq!(frame["method"], "notifications/progress", "{frame}");
+        assert_eq!(frame["params"]["progressToken"], 9);
+        seen.push(frame["params"]["progress"].as_f64().unwrap_or(f64::NAN));
+    };
+    assert_eq!(text(&reply), "progressed");
+    // The mock counts its own progress 1, 2 (of 2): both arrive, after the keepalives.
+    assert!(seen.len() >= 3, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "progress went backwards: {seen:?}"
+    );
+}
