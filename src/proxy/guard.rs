@@ -152,21 +152,26 @@ impl Relay {
     /// Canonicalises the paths a governed call names. Symlink resolution touches the file
     /// system (a slow mount could block), so it runs on the blocking pool.
     pub(super) async fn resolve_paths(&self, request: &Governed) -> Vec<PathArg> {
-        let raw = input::path_args(request);
-        if raw.is_empty() {
+        // The tool's inputSchema is not cached yet: the walker reads keys and shapes only.
+        let found = input::path_args(request, None);
+        if found.named.is_empty() && found.refused.is_none() {
             return Vec::new();
         }
         let resolver = self.resolver.clone();
-        let fallback = raw.clone();
-        tokio::task::spawn_blocking(move || resolver.resolve_all(&raw))
+        let fallback = found.named.clone();
+        tokio::task::spawn_blocking(move || resolver.resolve_call(&found))
             .await
             .unwrap_or_else(|e| {
                 // Fail closed: a call whose paths could not be resolved is refused.
                 let why = format!("behavry could not resolve this call's paths ({e})");
-                fallback
+                let mut refused: Vec<PathArg> = fallback
                     .into_iter()
-                    .map(|raw| PathArg::refused(raw, why.clone()))
-                    .collect()
+                    .map(|n| PathArg::refused(n.raw, why.clone()))
+                    .collect();
+                if refused.is_empty() {
+                    refused.push(PathArg::refused(String::new(), why));
+                }
+                refused
             })
     }
 

@@ -496,7 +496,7 @@ impl Relay {
         let policy = self.policy.current();
         let client_name = lock(&self.client_name).clone();
         let channel = client_name.clone().unwrap_or_else(|| "unknown".into());
-        let (verdict, tool, arguments, action_type, resource_path) = match &governed {
+        let (verdict, tool, arguments, action_type, paths) = match &governed {
             Ok(g) => {
                 let annotations = match g {
                     Governed::ToolCall { name, .. } => lock(&self.annotations).get(name).cloned(),
@@ -526,7 +526,7 @@ impl Relay {
                     g.tool().to_owned(),
                     (g.arguments(), agent),
                     built.action_type.as_str(),
-                    built.resource_path,
+                    built.paths,
                 )
             }
             Err(reason) => {
@@ -544,7 +544,7 @@ impl Relay {
                     tool,
                     (args, channel.clone()),
                     "unknown",
-                    None,
+                    Vec::new(),
                 )
             }
         };
@@ -562,7 +562,8 @@ impl Relay {
             tool: tool.clone(),
             method: method.clone(),
             action_type: action_type.to_owned(),
-            resource_path,
+            resource_path: paths.first().cloned(),
+            paths,
             decision: verdict.decision.as_str().to_owned(),
             reasons: verdict.reasons.clone(),
             arguments: crate::audit::store::redact(&arguments),
