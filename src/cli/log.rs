@@ -395,6 +395,6 @@ mod tests {
         row.paths.push("/srv/config.yaml".into());
         row.paths.push("/x".into());
         assert_eq!(path_cell(&row, 30), "/prod/app/config.yaml +2 more");
-        assert_eq!(path_cell(&row, 20), "…/config.yaml +2 more");
+        assert_eq!(path_cell(&row, 20), "…config.yaml +2 more");
     }
 }
