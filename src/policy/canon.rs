@@ -425,7 +425,10 @@ impl Resolver {
         for base in std::iter::once(&self.cwd).chain(bases) {
             match lexical(raw, base, self.home.as_deref()) {
                 Err(why) => {
-                    return PathArg::refused(raw.to_owned(), format!("the path {} {why}", quote(raw)))
+                    return PathArg::refused(
+                        raw.to_owned(),
+                        format!("the path {} {why}", quote(raw)),
+                    )
                 }
                 Ok(Lexical::Uri { uri, also }) => {
                     if !uris.contains(&uri) {
@@ -681,7 +684,11 @@ mod tests {
             refused: None,
         };
         let args = resolver.resolve_call(&call);
-        assert!(args[1].refused.as_deref().unwrap_or("").contains("inside behavry's data directory"));
+        assert!(args[1]
+            .refused
+            .as_deref()
+            .unwrap_or("")
+            .contains("inside behavry's data directory"));
 
         let refused = resolver.resolve_call(&CallPaths {
             named: Vec::new(),

@@ -836,20 +836,75 @@ mod tests {
     #[test]
     fn path_keys_by_word_parts() {
         let taken = [
-            "path", "Path", "PATH", "filePath", "file_path", "FilePath", "filepath", "file_name",
-            "fileName", "filename", "file", "files", "newPath", "new_path", "newpath",
-            "output_path", "outputPath", "repo_path", "repoPath", "notebook_path", "to", "To",
-            "from", "src", "dst", "dest", "destination", "source", "target", "target_dir",
-            "targetDir", "TARGETDIR", "workingDirectory", "working-directory", "cwd", "dir",
-            "dirPath", "directory", "folder", "root", "uri", "url", "path2", "file1",
-            "pathToFile", "subdir", "old.path",
+            "path",
+            "Path",
+            "PATH",
+            "filePath",
+            "file_path",
+            "FilePath",
+            "filepath",
+            "file_name",
+            "fileName",
+            "filename",
+            "file",
+            "files",
+            "newPath",
+            "new_path",
+            "newpath",
+            "output_path",
+            "outputPath",
+            "repo_path",
+            "repoPath",
+            "notebook_path",
+            "to",
+            "To",
+            "from",
+            "src",
+            "dst",
+            "dest",
+            "destination",
+            "source",
+            "target",
+            "target_dir",
+            "targetDir",
+            "TARGETDIR",
+            "workingDirectory",
+            "working-directory",
+            "cwd",
+            "dir",
+            "dirPath",
+            "directory",
+            "folder",
+            "root",
+            "uri",
+            "url",
+            "path2",
+            "file1",
+            "pathToFile",
+            "subdir",
+            "old.path",
         ];
         for key in taken {
             assert!(is_path_key(key), "{key} should name a path");
         }
         let not_taken = [
-            "content", "text", "name", "message", "query", "pattern", "command", "profile",
-            "todo", "topic", "email", "description", "mode", "tool", "format", "auto", "route",
+            "content",
+            "text",
+            "name",
+            "message",
+            "query",
+            "pattern",
+            "command",
+            "profile",
+            "todo",
+            "topic",
+            "email",
+            "description",
+            "mode",
+            "tool",
+            "format",
+            "auto",
+            "route",
             "XMLFile",
         ];
         for key in not_taken {
@@ -860,15 +915,35 @@ mod tests {
     #[test]
     fn strings_that_look_like_paths() {
         let taken = [
-            "/prod/x", "/", "~", "~/x", "./x", "../x", "..", "file:///x", "FILE:///x",
-            "file:/x", "C:\\x", "c:/x", "\\\\host\\share",
+            "/prod/x",
+            "/",
+            "~",
+            "~/x",
+            "./x",
+            "../x",
+            "..",
+            "file:///x",
+            "FILE:///x",
+            "file:/x",
+            "C:\\x",
+            "c:/x",
+            "\\\\host\\share",
         ];
         for s in taken {
             assert!(looks_like_path(s), "{s:?} should look like a path");
         }
         let not_taken = [
-            "x", "config.yaml", ".", "~bob/x", "https://example.com/a", "alice@example.com",
-            "/* a comment */\nint x;", "hello /prod/x", "", "C:", "ab://x",
+            "x",
+            "config.yaml",
+            ".",
+            "~bob/x",
+            "https://example.com/a",
+            "alice@example.com",
+            "/* a comment */\nint x;",
+            "hello /prod/x",
+            "",
+            "C:",
+            "ab://x",
         ];
         for s in not_taken {
             assert!(!looks_like_path(s), "{s:?} should not look like a path");
@@ -941,12 +1016,17 @@ mod tests {
         let why = found.refused.expect("refused");
         assert!(why.contains("more than 512 path-like strings"), "{why}");
         let enough: Vec<String> = (0..MAX_PATHS).map(|i| format!("/tmp/{i}")).collect();
-        assert_eq!(path_args(&call(json!({ "x": enough })), None).named.len(), MAX_PATHS);
+        assert_eq!(
+            path_args(&call(json!({ "x": enough })), None).named.len(),
+            MAX_PATHS
+        );
         let mut deep = json!("/x");
         for _ in 0..=MAX_DEPTH {
             deep = json!([deep]);
         }
-        assert!(path_args(&call(json!({ "x": deep })), None).refused.is_some());
+        assert!(path_args(&call(json!({ "x": deep })), None)
+            .refused
+            .is_some());
     }
 
     #[test]
