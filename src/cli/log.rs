@@ -169,8 +169,8 @@ const CSV_FIELDS: &[&str] = &[
     "request_id",
     "resolved_by",
     "resolved_at",
-    "arguments",
     "paths",
+    "arguments",
 ];
 
 /// One CSV row (RFC 4180: fields with commas, quotes or newlines are quoted).
@@ -353,7 +353,7 @@ mod tests {
         };
         assert_eq!(
             csv_row(&row),
-            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,\"{\"\"k\"\":1}\",\"[\"\"/a,b\"\",\"\"/c\"\"]\""
+            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,\"[\"\"/a,b\"\",\"\"/c\"\"]\",\"{\"\"k\"\":1}\""
         );
     }
 
