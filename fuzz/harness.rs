@@ -105,7 +105,7 @@ fn message_checks(line: &[u8], guard: &Guard) {
                 "a checked request with id {id}"
             );
             if let Some(Ok(governed)) = Governed::from_request(method, msg.get("params")) {
-                let _ = input::path_args(&governed);
+                let _ = input::path_args(&governed, None);
             }
         }
     }
@@ -201,9 +201,11 @@ pub fn input_canon(data: &[u8]) {
             uri: String::from_utf8_lossy(data).into_owned(),
         },
     ] {
-        let raws = input::path_args(&request);
-        let paths: Vec<PathArg> = f.resolver.resolve_all(&raws);
-        assert_eq!(paths.len(), raws.len());
+        let found = input::path_args(&request, None);
+        let paths: Vec<PathArg> = f.resolver.resolve_call(&found);
+        if found.refused.is_none() {
+            assert_eq!(paths.len(), found.named.len());
+        }
         for p in &paths {
             // Only a refused path may lack a reading (one refused for naming behavry's own
             // files keeps its readings, for the audit row).
@@ -227,7 +229,7 @@ pub fn input_canon(data: &[u8]) {
         let raw_listed = built.input["resource"]["raw_paths"]
             .as_array()
             .map_or(0, Vec::len);
-        assert_eq!(raw_listed, raws.len());
+        assert_eq!(raw_listed, paths.len());
         if let Some(why) = &built.refused {
             assert!(!why.is_empty());
         }

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_decisions.sql"),
     include_str!("migrations/002_approvals.sql"),
     include_str!("migrations/003_journal.sql"),
+    include_str!("migrations/004_paths.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +206,8 @@ pub struct DecisionRow {
     pub method: String,
     pub action_type: String,
     pub resource_path: Option<String>,
+    /// Every canonical path the call names (`resource.paths`, without repeats).
+    pub paths: Vec<String>,
     pub decision: String,
     pub reasons: Vec<String>,
     /// Redacted before it reaches the store (see [`redact`]).
@@ -230,6 +233,8 @@ pub struct LogEntry {
     pub method: String,
     pub action_type: String,
     pub resource_path: Option<String>,
+    /// Every path the call names; for rows recorded before paths were stored, `resource_path`.
+    pub paths: Vec<String>,
     pub decision: String,
     pub resolution: Option<String>,
     pub reasons: Vec<String>,
@@ -360,6 +365,7 @@ impl Store {
         let ts = now_rfc3339();
         let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
         let arguments = chain::canonical(&row.arguments);
+        let paths = serde_json::to_string(&row.paths).unwrap_or_else(|_| "[]".into());
         let body = decision_body(&DecisionFields {
             ts: &ts,
             session_id: &row.session_id,
@@ -368,6 +374,7 @@ impl Store {
             method: &row.method,
             action_type: &row.action_type,
             resource_path: row.resource_path.as_deref(),
+            paths: Some(&paths),
             decision: &row.decision,
             reasons: &reasons,
             arguments: &arguments,
@@ -383,8 +390,8 @@ impl Store {
         let id = chain::append(&tx, &ts, Kind::Decision, None, &body).map_err(&sql)?;
         tx.prepare_cached(
             "INSERT INTO decisions (id, ts, session_id, server, tool, method, action_type, resource_path,
-                decision, reasons, arguments, agent, requester, channel, policy_hash, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                decision, reasons, arguments, agent, requester, channel, policy_hash, request_id, paths)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -403,7 +410,8 @@ impl Store {
                 row.requester,
                 row.channel,
                 row.policy_hash,
-                row.request_id
+                row.request_id,
+                paths
             ])
         })
         .map_err(&sql)?;
@@ -524,7 +532,8 @@ impl Store {
             "SELECT * FROM (SELECT d.id, d.ts, d.session_id, d.server, d.tool, d.method, d.action_type,
                 d.resource_path, d.decision, json_extract(r.body, '$.resolution'), d.reasons, d.arguments,
                 d.agent, d.requester, d.channel, d.request_id, json_extract(o.body, '$.outcome'),
-                json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts
+                json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts,
+                d.paths
              FROM decisions d
              LEFT JOIN journal o ON o.ref_seq = d.id AND o.kind = 'outcome'
              LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
@@ -538,6 +547,12 @@ impl Store {
                 |r| {
                     let reasons: String = r.get(10)?;
                     let arguments: String = r.get(11)?;
+                    let resource_path: Option<String> = r.get(7)?;
+                    let paths: Option<String> = r.get(21)?;
+                    let paths = match paths {
+                        Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+                        None => resource_path.iter().cloned().collect(),
+                    };
                     Ok(LogEntry {
                         id: r.get(0)?,
                         ts: r.get(1)?,
@@ -546,7 +561,8 @@ impl Store {
                         tool: r.get(4)?,
                         method: r.get(5)?,
                         action_type: r.get(6)?,
-                        resource_path: r.get(7)?,
+                        resource_path,
+                        paths,
                         decision: r.get(8)?,
                         resolution: r.get(9)?,
                         reasons: serde_json::from_str(&reasons).unwrap_or_default(),
@@ -749,6 +765,8 @@ pub(super) struct DecisionFields<'a> {
     pub method: &'a str,
     pub action_type: &'a str,
     pub resource_path: Option<&'a str>,
+    /// JSON text; `None` for rows recorded before paths were stored (their body has no `paths`).
+    pub paths: Option<&'a str>,
     pub decision: &'a str,
     /// JSON text.
     pub reasons: &'a str,
@@ -766,13 +784,17 @@ pub(super) struct DecisionFields<'a> {
 /// A decision's journal body. Built from the same text that goes into (and is read back from)
 /// the decisions table, so `--verify` can rebuild it from the row and compare.
 pub(super) fn decision_body(f: &DecisionFields) -> Value {
-    json!({
+    let mut body = json!({
         "ts": f.ts, "session_id": f.session_id, "server": f.server, "tool": f.tool, "method": f.method,
         "action_type": f.action_type, "resource_path": f.resource_path, "decision": f.decision,
         "reasons": f.reasons, "arguments": f.arguments, "agent": f.agent, "requester": f.requester,
         "channel": f.channel, "policy_hash": f.policy_hash, "request_id": f.request_id,
         "request_hash": f.request_hash,
-    })
+    });
+    if let Some(paths) = f.paths {
+        body["paths"] = json!(paths);
+    }
+    body
 }
 
 /// Rebuilds the journal body of decision `id` from its row, or `None` if the row is gone.
@@ -783,11 +805,11 @@ pub(super) fn decision_body_from_table(
     conn.prepare_cached(
         "SELECT d.ts, d.session_id, d.server, d.tool, d.method, d.action_type, d.resource_path, d.decision,
                 d.reasons, d.arguments, d.agent, d.requester, d.channel, d.policy_hash, d.request_id,
-                a.request_hash
+                a.request_hash, d.paths
          FROM decisions d LEFT JOIN approvals a ON a.decision_id = d.id WHERE d.id = ?1",
     )?
     .query_row([id], |r| {
-        let text: Vec<Option<String>> = (0..16).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+        let text: Vec<Option<String>> = (0..17).map(|i| r.get(i)).collect::<Result<_, _>>()?;
         let t = |i: usize| text[i].as_deref().unwrap_or("");
         Ok(chain::canonical(&decision_body(&DecisionFields {
             ts: t(0),
@@ -797,6 +819,7 @@ pub(super) fn decision_body_from_table(
             method: t(4),
             action_type: t(5),
             resource_path: text[6].as_deref(),
+            paths: text[16].as_deref(),
             decision: t(7),
             reasons: t(8),
             arguments: t(9),
@@ -884,6 +907,7 @@ pub(crate) mod tests {
             method: "tools/call".into(),
             action_type: "write".into(),
             resource_path: Some("/tmp/x".into()),
+            paths: vec!["/tmp/x".into()],
             decision: decision.into(),
             reasons: vec!["because".into()],
             arguments: json!({"path": "/tmp/x", "n": 1.5}),

@@ -169,6 +169,7 @@ const CSV_FIELDS: &[&str] = &[
     "request_id",
     "resolved_by",
     "resolved_at",
+    "paths",
     "arguments",
 ];
 
@@ -248,12 +249,29 @@ fn table_row(row: &LogEntry, colour: bool) -> String {
         row.resolution.as_deref().unwrap_or("-"),
         clip(&tool, 24),
         row.action_type,
-        clip(row.resource_path.as_deref().unwrap_or("-"), 30),
+        path_cell(row, 30),
         row.outcome.as_deref().unwrap_or("-"),
         row.reasons.join("; ")
     )
     .trim_end()
     .to_owned()
+}
+
+/// The first path and how many more the call names: `…/config.yaml +2 more`.
+fn path_cell(row: &LogEntry, width: usize) -> String {
+    let first = row
+        .paths
+        .first()
+        .or(row.resource_path.as_ref())
+        .map_or("-", String::as_str);
+    match row.paths.len() {
+        0 | 1 => clip(first, width),
+        n => {
+            let more = format!(" +{} more", n - 1);
+            let room = width.saturating_sub(more.chars().count()).max(2);
+            format!("{}{more}", clip(first, room))
+        }
+    }
 }
 
 /// Shortens `s` to `width` characters, keeping its end (the file name is the useful part).
@@ -318,6 +336,7 @@ mod tests {
             method: "tools/call".into(),
             action_type: "write".into(),
             resource_path: Some("/a,b".into()),
+            paths: vec!["/a,b".into(), "/c".into()],
             decision: "deny".into(),
             resolution: None,
             reasons: vec!["say \"no\"".into(), "twice".into()],
@@ -334,7 +353,7 @@ mod tests {
         };
         assert_eq!(
             csv_row(&row),
-            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,\"{\"\"k\"\":1}\""
+            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,\"[\"\"/a,b\"\",\"\"/c\"\"]\",\"{\"\"k\"\":1}\""
         );
     }
 
@@ -342,5 +361,40 @@ mod tests {
     fn clips_from_the_left() {
         assert_eq!(clip("abc", 5), "abc");
         assert_eq!(clip("/very/long/path/file.txt", 10), "…/file.txt");
+    }
+
+    #[test]
+    fn path_cell_counts_the_other_paths() {
+        let mut row = LogEntry {
+            id: 1,
+            ts: "t".into(),
+            session_id: "s".into(),
+            server: "fs".into(),
+            tool: "t".into(),
+            method: "tools/call".into(),
+            action_type: "write".into(),
+            resource_path: None,
+            paths: Vec::new(),
+            decision: "deny".into(),
+            resolution: None,
+            reasons: Vec::new(),
+            arguments: serde_json::json!({}),
+            agent: "a".into(),
+            requester: "r".into(),
+            channel: "c".into(),
+            request_id: "7".into(),
+            outcome: None,
+            duration_ms: None,
+            policy_hash: "h".into(),
+            resolved_by: None,
+            resolved_at: None,
+        };
+        assert_eq!(path_cell(&row, 30), "-");
+        row.paths = vec!["/prod/app/config.yaml".into()];
+        assert_eq!(path_cell(&row, 30), "/prod/app/config.yaml");
+        row.paths.push("/srv/config.yaml".into());
+        row.paths.push("/x".into());
+        assert_eq!(path_cell(&row, 30), "/prod/app/config.yaml +2 more");
+        assert_eq!(path_cell(&row, 20), "…config.yaml +2 more");
     }
 }

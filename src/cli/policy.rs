@@ -455,7 +455,7 @@ fn input_from_mcp(
         ctx.home.clone(),
         paths.own_dirs(dirs),
     );
-    let resolved = resolver.resolve_all(&input::path_args(&governed));
+    let resolved = resolver.resolve_call(&input::path_args(&governed, None));
     let facts = input::Facts {
         paths: &resolved,
         ..input::Facts::default()

@@ -30,9 +30,28 @@ const PATH_MAX: usize = 4096;
 /// How many symlinks one path may pass through (Linux `MAXSYMLINKS`).
 const MAX_LINKS: usize = 40;
 
+/// How many readings one call may ask for (relative paths × the directories they are read
+/// against). Each costs a few `statx`; beyond this the call is refused rather than slowed.
+pub const MAX_READINGS: usize = 1024;
+
+/// A path-like string found in a request's arguments, and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NamedPath {
+    /// JSON pointer (RFC 6901) to the string inside `action.arguments`: `/edits/0/path`.
+    pub pointer: String,
+    /// The object key it sits under (for a string in an array, the array's key).
+    pub key: Option<String>,
+    /// The string as the client sent it.
+    pub raw: String,
+}
+
 /// A path-like argument: as sent, and where it leads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PathArg {
+    /// JSON pointer to the argument inside `action.arguments`.
+    pub pointer: String,
+    /// The object key it sits under.
+    pub key: Option<String>,
     /// The argument as the client sent it.
     pub raw: String,
     /// Where it leads: normally one canonical path; two when the lexical and the kernel's reading
@@ -43,6 +62,14 @@ pub struct PathArg {
     /// Set when the path is a directory that contains one of behavry's own (a write or delete of
     /// it would reach behavry's files).
     pub contains_own: Option<String>,
+}
+
+/// The path-like strings of one call, as [`crate::policy::input::path_args`] finds them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallPaths {
+    pub named: Vec<NamedPath>,
+    /// Set when the call is refused before any path is read (too many paths to check).
+    pub refused: Option<String>,
 }
 
 impl PathArg {
@@ -331,46 +358,106 @@ impl Resolver {
         }
     }
 
-    pub fn resolve_all(&self, raws: &[String]) -> Vec<PathArg> {
-        raws.iter().map(|r| self.resolve(r)).collect()
+    /// Resolves every path a call names. A relative path is read against the working directory
+    /// and against every absolute path named in the same call (`{"repo_path": "/prod/app",
+    /// "files": ["config.yaml"]}` names `/prod/app/config.yaml`): which one the server means is
+    /// its own business, so the policy decides them all.
+    pub fn resolve_call(&self, found: &CallPaths) -> Vec<PathArg> {
+        if let Some(why) = &found.refused {
+            return vec![PathArg::refused(String::new(), why.clone())];
+        }
+        let home = self.home.as_deref();
+        let mut bases: Vec<PathBuf> = Vec::new();
+        for named in found.named.iter().filter(|n| !is_relative(&n.raw, home)) {
+            if let Ok(Lexical::Path { absolute, .. }) = lexical(&named.raw, &self.cwd, home) {
+                if absolute != self.cwd && !bases.contains(&absolute) {
+                    bases.push(absolute);
+                }
+            }
+        }
+        let relative = found
+            .named
+            .iter()
+            .filter(|n| is_relative(&n.raw, home))
+            .count();
+        let readings = relative * bases.len() + found.named.len();
+        if readings > MAX_READINGS {
+            let why = format!(
+                "the call names {relative} relative paths and {} absolute ones: {readings} readings to check, more than behavry's limit of {MAX_READINGS}; split the call",
+                bases.len()
+            );
+            return vec![PathArg::refused(String::new(), why)];
+        }
+        found
+            .named
+            .iter()
+            .map(|named| {
+                let bases = if is_relative(&named.raw, home) {
+                    bases.as_slice()
+                } else {
+                    &[]
+                };
+                PathArg {
+                    pointer: named.pointer.clone(),
+                    key: named.key.clone(),
+                    ..self.resolve_in(&named.raw, bases)
+                }
+            })
+            .collect()
     }
 
+    /// Resolves one path against the working directory.
     pub fn resolve(&self, raw: &str) -> PathArg {
-        let (readings, dir) = match lexical(raw, &self.cwd, self.home.as_deref()) {
-            Err(why) => {
-                return PathArg::refused(raw.to_owned(), format!("the path {} {why}", quote(raw)))
-            }
-            Ok(Lexical::Uri { uri, also }) => {
-                let mut canonical = vec![uri];
-                if let Some(path) = also {
-                    canonical.push(resolve(&path).to_string_lossy().into_owned());
-                }
-                return PathArg {
-                    raw: raw.to_owned(),
-                    canonical,
-                    ..PathArg::default()
-                };
-            }
-            Ok(Lexical::Path {
-                absolute,
-                normalised,
-                dir,
-            }) => {
-                let mut readings = vec![resolve(&normalised)];
-                let climbs = absolute
-                    .components()
-                    .any(|c| matches!(c, Component::ParentDir));
-                if climbs {
-                    let kernel = resolve(&absolute);
-                    if !readings.contains(&kernel) {
-                        readings.push(kernel);
-                    }
-                }
-                (readings, dir)
+        self.resolve_in(raw, &[])
+    }
+
+    /// Resolves one path against the working directory and, if it is relative, against `bases`
+    /// too; every reading is checked against behavry's own directories.
+    fn resolve_in(&self, raw: &str, bases: &[PathBuf]) -> PathArg {
+        let mut uris: Vec<String> = Vec::new();
+        let mut readings: Vec<PathBuf> = Vec::new();
+        let mut dir = false;
+        let add = |path: PathBuf, readings: &mut Vec<PathBuf>| {
+            if !readings.contains(&path) {
+                readings.push(path);
             }
         };
+        for base in std::iter::once(&self.cwd).chain(bases) {
+            match lexical(raw, base, self.home.as_deref()) {
+                Err(why) => {
+                    return PathArg::refused(
+                        raw.to_owned(),
+                        format!("the path {} {why}", quote(raw)),
+                    )
+                }
+                Ok(Lexical::Uri { uri, also }) => {
+                    if !uris.contains(&uri) {
+                        uris.push(uri);
+                    }
+                    if let Some(path) = also {
+                        add(resolve(&path), &mut readings);
+                    }
+                }
+                Ok(Lexical::Path {
+                    absolute,
+                    normalised,
+                    dir: is_dir,
+                }) => {
+                    dir = is_dir;
+                    add(resolve(&normalised), &mut readings);
+                    let climbs = absolute
+                        .components()
+                        .any(|c| matches!(c, Component::ParentDir));
+                    if climbs {
+                        // The kernel applies `..` after following symlinks.
+                        add(resolve(&absolute), &mut readings);
+                    }
+                }
+            }
+        }
         let mut arg = PathArg {
             raw: raw.to_owned(),
+            canonical: uris,
             ..PathArg::default()
         };
         for path in &readings {
@@ -400,6 +487,18 @@ impl Resolver {
         }
         arg
     }
+}
+
+/// Whether `raw` depends on the directory it is read against: not absolute, not `~`, not a
+/// `file:` URI. Non-file URIs count (their `..` reading does).
+fn is_relative(raw: &str, home: Option<&Path>) -> bool {
+    if strip_prefix_ignore_case(raw, "file:").is_some() {
+        return false;
+    }
+    if home.is_some() && (raw == "~" || raw.starts_with("~/")) {
+        return false;
+    }
+    !Path::new(raw).is_absolute()
 }
 
 /// "configuration directory" + "data directory" → "configuration and data directory".
@@ -539,6 +638,75 @@ mod tests {
             resolver.resolve(&dir).canonical,
             [format!("{}/", root.join("prod").display())]
         );
+    }
+
+    fn named(pointer: &str, raw: &str) -> NamedPath {
+        NamedPath {
+            pointer: pointer.into(),
+            key: pointer.rsplit('/').next().map(str::to_owned),
+            raw: raw.into(),
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_read_against_every_directory_the_call_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = resolve(tmp.path());
+        let own = vec![OwnDir {
+            what: "data directory".into(),
+            dir: root.join("home"),
+        }];
+        let resolver = Resolver::new(root.join("work"), None, own);
+        let r = |p: &str| root.join(p).display().to_string();
+        let call = CallPaths {
+            named: vec![
+                named("/repo_path", &r("prod/app")),
+                named("/files/0", "config.yaml"),
+                named("/files/1", "../x"),
+                named("/to", "https://example.com/a"),
+            ],
+            refused: None,
+        };
+        let args = resolver.resolve_call(&call);
+        assert_eq!(args[0].canonical, [r("prod/app")]);
+        assert_eq!(args[0].pointer, "/repo_path");
+        assert_eq!(
+            args[1].canonical,
+            [r("work/config.yaml"), r("prod/app/config.yaml")]
+        );
+        assert_eq!(args[1].key.as_deref(), Some("0"));
+        assert_eq!(args[2].canonical, [r("x"), r("prod/x")]);
+        assert_eq!(args[3].canonical, ["https://example.com/a"]);
+
+        // A reading against another named directory is guarded like any other.
+        let call = CallPaths {
+            named: vec![named("/repo", &r("home")), named("/file", "behavry.db")],
+            refused: None,
+        };
+        let args = resolver.resolve_call(&call);
+        assert!(args[1]
+            .refused
+            .as_deref()
+            .unwrap_or("")
+            .contains("inside behavry's data directory"));
+
+        let refused = resolver.resolve_call(&CallPaths {
+            named: Vec::new(),
+            refused: Some("too many".into()),
+        });
+        assert_eq!(refused[0].refused.as_deref(), Some("too many"));
+
+        // Relative paths × directories are bounded.
+        let mut named_paths: Vec<NamedPath> = (0..40)
+            .map(|i| named(&format!("/d/{i}"), &r(&format!("d{i}"))))
+            .collect();
+        named_paths.extend((0..40).map(|i| named(&format!("/f/{i}"), &format!("f{i}"))));
+        let args = resolver.resolve_call(&CallPaths {
+            named: named_paths,
+            refused: None,
+        });
+        let why = args[0].refused.as_deref().unwrap_or("");
+        assert!(why.contains("more than behavry's limit"), "{why}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::canon::PathArg;
+use super::canon::{CallPaths, NamedPath, PathArg};
 
 /// What a governed call does, as policies see it in `input.action.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,7 +183,8 @@ pub fn action_type(
     }
 }
 
-/// Argument names that carry a path or URI, in the order `resource.path` prefers them.
+/// Argument names that carry a path or URI, in the order `resource.path` prefers them (a path
+/// under another name comes after these, in the order the arguments hold them).
 pub const PATH_KEYS: &[&str] = &[
     "path",
     "file_path",
@@ -205,6 +206,278 @@ pub const PATH_KEYS: &[&str] = &[
     "paths",
     "files",
 ];
+
+/// Words that make an argument name a path name, wherever they sit in it (`filePath`,
+/// `file_name`, `repo_path`, `target_dir`, `workingDirectory`, `to`): its word parts are
+/// compared (split at `_`, `-`, `.`, spaces and camelCase humps, lowercase, trailing digits
+/// dropped).
+const PATH_WORDS: &[&str] = &[
+    "path",
+    "paths",
+    "pathname",
+    "filepath",
+    "filepaths",
+    "file",
+    "files",
+    "filename",
+    "filenames",
+    "dir",
+    "dirs",
+    "dirname",
+    "directory",
+    "directories",
+    "folder",
+    "folders",
+    "uri",
+    "uris",
+    "url",
+    "urls",
+    "src",
+    "source",
+    "sources",
+    "dest",
+    "dst",
+    "destination",
+    "destinations",
+    "target",
+    "targets",
+    "to",
+    "from",
+    "cwd",
+    "workdir",
+    "root",
+    "roots",
+];
+
+/// Endings that make a name written without word breaks (`newpath`, `TARGETDIR`) a path name.
+const PATH_ENDINGS: &[&str] = &["path", "paths", "filename", "dir", "directory", "folder"];
+
+/// Words in a schema property's description that mark it as a path. Not "file": "the content
+/// to write to the file" describes content.
+const SCHEMA_PATH_WORDS: &[&str] = &[
+    "path",
+    "paths",
+    "pathname",
+    "filepath",
+    "filename",
+    "directory",
+    "directories",
+    "folder",
+    "dir",
+];
+
+/// JSON Schema `format`s whose strings are URIs (a `file:` URI is a path).
+const URI_FORMATS: &[&str] = &["uri", "uri-reference", "iri", "iri-reference"];
+
+/// At most this many path-like strings per call; beyond it the call is refused (each one is
+/// resolved on the file system before the call is decided).
+pub const MAX_PATHS: usize = 512;
+
+/// Deeper than this the walk stops and the call is refused. The strict parser already refuses
+/// JSON nested deeper than 64, so only input from elsewhere can reach it.
+const MAX_DEPTH: usize = 128;
+
+/// Whether an argument name names a path (see [`PATH_WORDS`]).
+pub fn is_path_key(key: &str) -> bool {
+    let words = name_words(key);
+    if words
+        .iter()
+        .any(|w| PATH_WORDS.contains(&w.trim_end_matches(|c: char| c.is_ascii_digit())))
+    {
+        return true;
+    }
+    let joined: String = words.concat();
+    let joined = joined.trim_end_matches(|c: char| c.is_ascii_digit());
+    PATH_WORDS.contains(&joined) || PATH_ENDINGS.iter().any(|e| joined.ends_with(e))
+}
+
+/// Whether a string looks like a path whatever its key: absolute (`/…`), `~`, `~/…`, `./…`,
+/// `../…`, `..`, a `file:` URI, or a Windows path (`C:\…`, `\\host\…`). Text with a line break
+/// is content, not a path (`/* a comment */` on the first line of a file).
+pub fn looks_like_path(s: &str) -> bool {
+    if s.contains(['\n', '\r']) || s.len() > 4096 {
+        return false;
+    }
+    let bytes = s.as_bytes();
+    let windows = matches!(bytes, [drive, b':', b'\\' | b'/', ..] if drive.is_ascii_alphabetic())
+        || s.starts_with("\\\\");
+    s.starts_with('/')
+        || s == "~"
+        || s.starts_with("~/")
+        || s.starts_with("./")
+        || s.starts_with("../")
+        || s == ".."
+        || bytes
+            .get(..5)
+            .is_some_and(|head| head.eq_ignore_ascii_case(b"file:"))
+        || windows
+}
+
+/// Whether a JSON Schema says its strings are paths: a URI `format`, or a description that
+/// speaks of a path, directory or folder.
+fn schema_says_path(schema: &Value) -> bool {
+    let uri_format = schema
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| URI_FORMATS.contains(&f));
+    let described = schema
+        .get("description")
+        .and_then(Value::as_str)
+        .is_some_and(|d| {
+            name_words(d)
+                .iter()
+                .any(|w| SCHEMA_PATH_WORDS.contains(&w.as_str()))
+        });
+    uri_format || described
+}
+
+/// The schema of `key`'s value inside an object schema.
+fn property_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value> {
+    let schema = schema?;
+    schema
+        .get("properties")
+        .and_then(|p| p.get(key))
+        .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+}
+
+/// The schema of item `i` inside an array schema.
+fn item_schema(schema: Option<&Value>, i: usize) -> Option<&Value> {
+    let schema = schema?;
+    schema
+        .get("prefixItems")
+        .and_then(|p| p.get(i))
+        .or_else(|| match schema.get("items") {
+            Some(Value::Array(tuple)) => tuple.get(i),
+            Some(items @ Value::Object(_)) => Some(items),
+            _ => None,
+        })
+}
+
+/// Appends `token` to a JSON pointer (RFC 6901: `~` is `~0`, `/` is `~1`).
+fn push_token(pointer: &str, token: &str) -> String {
+    format!("{pointer}/{}", token.replace('~', "~0").replace('/', "~1"))
+}
+
+/// A path-like string found by [`Walk`], with how it was recognised (for the order).
+struct Found {
+    named: NamedPath,
+    /// Position in [`PATH_KEYS`] of its key; after those, other path keys; last, strings
+    /// recognised by their shape alone.
+    rank: usize,
+}
+
+/// Walks an arguments value for path-like strings.
+struct Walk {
+    found: Vec<Found>,
+}
+
+impl Walk {
+    /// `key`: the nearest object key above `value`; `path_key`: whether that key (or its schema)
+    /// says its strings are paths, which carries into arrays but not into objects.
+    fn value(
+        &mut self,
+        value: &Value,
+        schema: Option<&Value>,
+        pointer: String,
+        key: Option<&str>,
+        path_key: bool,
+        depth: usize,
+    ) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "its arguments are nested deeper than {MAX_DEPTH} levels"
+            ));
+        }
+        match value {
+            Value::String(s) => {
+                let shape = looks_like_path(s);
+                if !path_key && !shape {
+                    return Ok(());
+                }
+                if self.found.len() >= MAX_PATHS {
+                    return Err(format!(
+                        "it names more than {MAX_PATHS} path-like strings, more than behavry checks in one call; split the call"
+                    ));
+                }
+                let exact = key.and_then(|k| {
+                    let k = k.to_lowercase();
+                    PATH_KEYS.iter().position(|p| *p == k)
+                });
+                let rank = match (exact, path_key) {
+                    (Some(i), true) => i,
+                    (_, true) => PATH_KEYS.len(),
+                    (_, false) => PATH_KEYS.len() + 1,
+                };
+                self.found.push(Found {
+                    named: NamedPath {
+                        pointer,
+                        key: key.map(str::to_owned),
+                        raw: s.clone(),
+                    },
+                    rank,
+                });
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let schema = item_schema(schema, i);
+                    let path_key = path_key || schema.is_some_and(schema_says_path);
+                    let pointer = format!("{pointer}/{i}");
+                    self.value(item, schema, pointer, key, path_key, depth + 1)?;
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let schema = property_schema(schema, k);
+                    let path_key = is_path_key(k) || schema.is_some_and(schema_says_path);
+                    let pointer = push_token(&pointer, k);
+                    self.value(v, schema, pointer, Some(k), path_key, depth + 1)?;
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Every path-like string of a request as sent, with its JSON pointer into `action.arguments`:
+/// the whole arguments value is walked (objects, arrays, any depth), and a string counts when
+/// its key names a path ([`is_path_key`], also for strings in an array under such a key), when
+/// the tool's `inputSchema` says so (a URI `format`, a description speaking of a path), or when
+/// it looks like one ([`looks_like_path`]). A `resources/read` URI is its one path.
+///
+/// Order: paths under the [`PATH_KEYS`] in that order, then other path keys, then strings
+/// recognised by their shape, each group in the order the arguments hold them.
+pub fn path_args(request: &Governed, schema: Option<&Value>) -> CallPaths {
+    let (arguments, prefix, schema) = match request {
+        Governed::ToolCall { arguments, .. } => (arguments, "", schema),
+        // `action.arguments` of a prompt is `{name, arguments}`; prompts have no JSON schema.
+        Governed::PromptGet { arguments, .. } => (arguments, "/arguments", None),
+        Governed::ResourceRead { uri } => {
+            return CallPaths {
+                named: vec![NamedPath {
+                    pointer: "/uri".into(),
+                    key: Some("uri".into()),
+                    raw: uri.clone(),
+                }],
+                refused: None,
+            }
+        }
+    };
+    let mut walk = Walk { found: Vec::new() };
+    match walk.value(arguments, schema, prefix.to_owned(), None, false, 0) {
+        Ok(()) => {
+            walk.found.sort_by_key(|f| f.rank);
+            CallPaths {
+                named: walk.found.into_iter().map(|f| f.named).collect(),
+                refused: None,
+            }
+        }
+        Err(why) => CallPaths {
+            named: Vec::new(),
+            refused: Some(format!("behavry refused this call: {why}")),
+        },
+    }
+}
 
 /// What governed request this is.
 #[derive(Debug, Clone, PartialEq)]
@@ -308,8 +581,8 @@ pub struct Facts<'a> {
     /// The tool's annotations from the server's last `tools/list`.
     pub annotations: Option<&'a Value>,
     pub session_seconds: u64,
-    /// The request's [`path_args`], resolved by [`super::canon::Resolver`] (which reads the file system,
-    /// so it runs before this pure builder).
+    /// The request's [`path_args`], resolved by [`super::canon::Resolver::resolve_call`] (which
+    /// reads the file system, so it runs before this pure builder).
     pub paths: &'a [PathArg],
 }
 
@@ -319,6 +592,8 @@ pub struct Built {
     pub input: Value,
     pub action_type: ActionType,
     pub resource_path: Option<String>,
+    /// Every canonical path of the call (`resource.paths` without repeats), for the audit row.
+    pub paths: Vec<String>,
     /// Set when the call must be denied before any policy sees it (an ambiguous path, behavry's
     /// own files); the text is the reason given to the agent.
     pub refused: Option<String>,
@@ -350,7 +625,17 @@ pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
                 .flatten()
         });
     let client = facts.client_name.unwrap_or("unknown");
-    let mut resource = json!({ "server": ctx.server, "paths": paths, "raw_paths": raw_paths });
+    let args: Vec<Value> = facts
+        .paths
+        .iter()
+        .map(|p| json!({ "pointer": p.pointer, "key": p.key, "raw": p.raw, "paths": p.canonical }))
+        .collect();
+    let mut resource = json!({
+        "server": ctx.server,
+        "paths": paths,
+        "raw_paths": raw_paths,
+        "args": args,
+    });
     if let Some(first) = paths.first() {
         resource["path"] = json!(first);
     }
@@ -384,31 +669,14 @@ pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
         input,
         action_type,
         resource_path: paths.first().map(|p| (*p).to_owned()),
+        paths: paths.iter().fold(Vec::new(), |mut all, p| {
+            if !all.iter().any(|a: &String| a == p) {
+                all.push((*p).to_owned());
+            }
+            all
+        }),
         refused,
     }
-}
-
-/// Every path-like argument of a request as sent: the values of the top-level argument keys in
-/// [`PATH_KEYS`] (strings, or arrays of strings), in key order; a `resources/read` URI.
-pub fn path_args(request: &Governed) -> Vec<String> {
-    let arguments = match request {
-        Governed::ToolCall { arguments, .. } | Governed::PromptGet { arguments, .. } => arguments,
-        Governed::ResourceRead { uri } => return vec![uri.clone()],
-    };
-    let Some(args) = arguments.as_object() else {
-        return Vec::new();
-    };
-    let mut paths = Vec::new();
-    for key in PATH_KEYS {
-        match args.get(*key) {
-            Some(Value::String(s)) => paths.push(s.clone()),
-            Some(Value::Array(items)) => {
-                paths.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
-            }
-            _ => {}
-        }
-    }
-    paths
 }
 
 #[cfg(test)]
@@ -504,6 +772,8 @@ mod tests {
             arguments: json!({"path": "/prod/config.yaml", "content": "x"}),
         };
         let paths = [PathArg {
+            pointer: "/path".into(),
+            key: Some("path".into()),
             raw: "/prod/../prod/config.yaml".into(),
             canonical: vec!["/prod/config.yaml".into()],
             ..PathArg::default()
@@ -523,7 +793,9 @@ mod tests {
             "action": {"type": "write", "tool": "filesystem/write_file", "name": "write_file",
                        "arguments": {"path": "/prod/config.yaml", "content": "x"}, "annotations": {}},
             "resource": {"path": "/prod/config.yaml", "paths": ["/prod/config.yaml"], "server": "filesystem",
-                         "raw_path": "/prod/../prod/config.yaml", "raw_paths": ["/prod/../prod/config.yaml"]},
+                         "raw_path": "/prod/../prod/config.yaml", "raw_paths": ["/prod/../prod/config.yaml"],
+                         "args": [{"pointer": "/path", "key": "path", "raw": "/prod/../prod/config.yaml",
+                                   "paths": ["/prod/config.yaml"]}]},
             "session": {"id": "s-1", "duration_seconds": 120, "project_dir": "/home/alice/code"},
             "requester": {"id": "alice", "channel": "claude-code"},
             "behavry": {"config_dir": "/home/alice/.config/behavry", "data_dir": "/home/alice/.local/share/behavry",
@@ -533,17 +805,228 @@ mod tests {
         assert_eq!(built.input, want);
     }
 
+    fn raws(request: &Governed, schema: Option<&Value>) -> Vec<String> {
+        let found = path_args(request, schema);
+        assert_eq!(found.refused, None);
+        found.named.into_iter().map(|n| n.raw).collect()
+    }
+
+    fn call(arguments: Value) -> Governed {
+        Governed::ToolCall {
+            name: "t".into(),
+            arguments,
+        }
+    }
+
     #[test]
     fn path_args_in_key_order() {
-        let req = Governed::ToolCall {
-            name: "move".into(),
-            arguments: json!({"destination": "b", "source": "~/a", "paths": ["/x", 3, "/y"], "other": "/z", "path": {"no": 1}}),
-        };
-        assert_eq!(path_args(&req), ["~/a", "b", "/x", "/y"]);
+        let req = call(
+            json!({"destination": "b", "source": "~/a", "paths": ["/x", 3, "/y"], "other": "/z", "path": {"no": 1}}),
+        );
+        // The known keys in their order, then the string found by its shape.
+        assert_eq!(raws(&req, None), ["~/a", "b", "/x", "/y", "/z"]);
         let read = Governed::ResourceRead {
             uri: "file:///etc/hosts".into(),
         };
-        assert_eq!(path_args(&read), ["file:///etc/hosts"]);
+        let found = path_args(&read, None);
+        assert_eq!(found.named[0].pointer, "/uri");
+        assert_eq!(found.named[0].raw, "file:///etc/hosts");
+    }
+
+    #[test]
+    fn path_keys_by_word_parts() {
+        let taken = [
+            "path",
+            "Path",
+            "PATH",
+            "filePath",
+            "file_path",
+            "FilePath",
+            "filepath",
+            "file_name",
+            "fileName",
+            "filename",
+            "file",
+            "files",
+            "newPath",
+            "new_path",
+            "newpath",
+            "output_path",
+            "outputPath",
+            "repo_path",
+            "repoPath",
+            "notebook_path",
+            "to",
+            "To",
+            "from",
+            "src",
+            "dst",
+            "dest",
+            "destination",
+            "source",
+            "target",
+            "target_dir",
+            "targetDir",
+            "TARGETDIR",
+            "workingDirectory",
+            "working-directory",
+            "cwd",
+            "dir",
+            "dirPath",
+            "directory",
+            "folder",
+            "root",
+            "uri",
+            "url",
+            "path2",
+            "file1",
+            "pathToFile",
+            "subdir",
+            "old.path",
+        ];
+        for key in taken {
+            assert!(is_path_key(key), "{key} should name a path");
+        }
+        let not_taken = [
+            "content",
+            "text",
+            "name",
+            "message",
+            "query",
+            "pattern",
+            "command",
+            "profile",
+            "todo",
+            "topic",
+            "email",
+            "description",
+            "mode",
+            "tool",
+            "format",
+            "auto",
+            "route",
+            "XMLFile",
+        ];
+        for key in not_taken {
+            assert!(!is_path_key(key), "{key} should not name a path");
+        }
+    }
+
+    #[test]
+    fn strings_that_look_like_paths() {
+        let taken = [
+            "/prod/x",
+            "/",
+            "~",
+            "~/x",
+            "./x",
+            "../x",
+            "..",
+            "file:///x",
+            "FILE:///x",
+            "file:/x",
+            "C:\\x",
+            "c:/x",
+            "\\\\host\\share",
+        ];
+        for s in taken {
+            assert!(looks_like_path(s), "{s:?} should look like a path");
+        }
+        let not_taken = [
+            "x",
+            "config.yaml",
+            ".",
+            "~bob/x",
+            "https://example.com/a",
+            "alice@example.com",
+            "/* a comment */\nint x;",
+            "hello /prod/x",
+            "",
+            "C:",
+            "ab://x",
+        ];
+        for s in not_taken {
+            assert!(!looks_like_path(s), "{s:?} should not look like a path");
+        }
+    }
+
+    #[test]
+    fn walks_the_whole_arguments_value() {
+        let req = call(json!({
+            "edits": [{"path": "/prod/a", "newText": "x"}],
+            "options": {"path": "rel", "depth": 2, "deeper": [[{"to": "b"}]]},
+            "repo_path": "/prod/app",
+            "files": ["config.yaml", {"name": "n"}],
+            "content": "/looks/like/one",
+            "body": "not one",
+            "a/b~c": "/escaped",
+        }));
+        let found = path_args(&req, None);
+        let got: Vec<(&str, Option<&str>, &str)> = found
+            .named
+            .iter()
+            .map(|n| (n.pointer.as_str(), n.key.as_deref(), n.raw.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                // `path` first, then `files` (their place in PATH_KEYS), then other path
+                // keys, then shapes; each group in the order the arguments hold them.
+                ("/edits/0/path", Some("path"), "/prod/a"),
+                ("/options/path", Some("path"), "rel"),
+                ("/files/0", Some("files"), "config.yaml"),
+                ("/options/deeper/0/0/to", Some("to"), "b"),
+                ("/repo_path", Some("repo_path"), "/prod/app"),
+                ("/a~1b~0c", Some("a/b~c"), "/escaped"),
+                ("/content", Some("content"), "/looks/like/one"),
+            ]
+        );
+        let prompt = Governed::PromptGet {
+            name: "p".into(),
+            arguments: json!({"file": "x"}),
+        };
+        assert_eq!(path_args(&prompt, None).named[0].pointer, "/arguments/file");
+    }
+
+    #[test]
+    fn the_input_schema_names_paths_too() {
+        let schema = json!({"type": "object", "properties": {
+            "location": {"type": "string", "format": "uri"},
+            "where": {"type": "string", "description": "Directory to list"},
+            "targets": {"type": "array", "items": {"type": "string"}},
+            "spots": {"type": "array", "items": {"type": "string", "format": "uri-reference"}},
+            "nested": {"type": "object", "properties": {"at": {"description": "The folder"}}},
+            "content": {"type": "string", "description": "What to write to the file"},
+        }});
+        let req = call(json!({
+            "location": "a", "where": "b", "spots": ["c", "d"], "nested": {"at": "e"},
+            "content": "f", "unlisted": "g",
+        }));
+        let mut got = raws(&req, Some(&schema));
+        got.sort();
+        assert_eq!(got, ["a", "b", "c", "d", "e"]);
+        // Without the schema only keys and shapes count.
+        assert!(raws(&req, None).is_empty());
+    }
+
+    #[test]
+    fn too_many_paths_refuse_the_call() {
+        let many: Vec<String> = (0..=MAX_PATHS).map(|i| format!("/tmp/{i}")).collect();
+        let found = path_args(&call(json!({ "x": many })), None);
+        let why = found.refused.expect("refused");
+        assert!(why.contains("more than 512 path-like strings"), "{why}");
+        let enough: Vec<String> = (0..MAX_PATHS).map(|i| format!("/tmp/{i}")).collect();
+        assert_eq!(
+            path_args(&call(json!({ "x": enough })), None).named.len(),
+            MAX_PATHS
+        );
+        let mut deep = json!("/x");
+        for _ in 0..=MAX_DEPTH {
+            deep = json!([deep]);
+        }
+        assert!(path_args(&call(json!({ "x": deep })), None)
+            .refused
+            .is_some());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! - [`decide`] (pure): the request, the facts about it and a policy set in, the verdict and the
 //!   audit row out. Ambiguous paths and behavry's own files are refused before any policy runs;
 //!   a deny always carries a reason the agent can act on.
-//! - [`Relay::govern`] (I/O): gathers the facts (paths on disk, cached annotations), commits the
-//!   row, and only then holds, denies or forwards the call.
+//! - [`Relay::govern`] (I/O): gathers the facts (paths on disk, the tool's annotations and input
+//!   schema), commits the row, and only then holds, denies or forwards the call. Paths are
+//!   resolved inline: a few `statx` calls cost less than a hop to the blocking pool and back.
 //!
 //! This module never writes to a pipe except through the relay's writers, and never forwards a
 //! call whose row is not committed.
@@ -23,7 +24,6 @@ use crate::approval::{self, Released};
 use crate::audit::store::{Hold, Resolution};
 use crate::audit::DecisionRow;
 use crate::note;
-use crate::policy::canon::PathArg;
 use crate::policy::input::{self, Context, Facts, Governed};
 use crate::policy::{Decision, PolicySet, Verdict};
 
@@ -84,7 +84,7 @@ impl Decided {
 /// Decides one governed call. Pure: everything that varies comes in through `known`.
 pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> Decided {
     let channel = known.input.client_name.unwrap_or("unknown").to_owned();
-    let (verdict, arguments, agent, action_type, resource_path) = match &call.governed {
+    let (verdict, arguments, agent, action_type, paths) = match &call.governed {
         Ok(g) => {
             let built = input::build(ctx, g, &known.input);
             let verdict = match &built.refused {
@@ -102,7 +102,7 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
                 g.arguments(),
                 agent,
                 built.action_type.as_str(),
-                built.resource_path,
+                built.paths,
             )
         }
         Err(reason) => (
@@ -113,7 +113,7 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
                 .unwrap_or(Value::Null),
             channel.clone(),
             "unknown",
-            None,
+            Vec::new(),
         ),
     };
     let approved = verdict.decision == Decision::Escalate && known.session_approved;
@@ -123,7 +123,8 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
         tool: call.tool(),
         method: call.method.clone(),
         action_type: action_type.to_owned(),
-        resource_path,
+        resource_path: paths.first().cloned(),
+        paths,
         decision: verdict.decision.as_str().to_owned(),
         reasons: verdict.reasons.clone(),
         arguments: crate::audit::store::redact(&arguments),
@@ -193,8 +194,9 @@ impl Relay {
             _ => (None, None),
         };
         let annotations = tool.as_ref().and_then(|t| t.get("annotations"));
+        let schema = tool.as_ref().and_then(|t| t.get("inputSchema"));
         let paths = match &call.governed {
-            Ok(g) => self.resolve_paths(g).await,
+            Ok(g) => self.resolver.resolve_call(&input::path_args(g, schema)),
             Err(_) => Vec::new(),
         };
         let session_key = call.session_key();
@@ -285,27 +287,6 @@ impl Relay {
             Decision::Deny => self.deny(id, &names, &decided.verdict.reasons).await,
             _ => self.release(id, row, body, &names, None).await,
         }
-    }
-
-    /// Canonicalises the paths a governed call names. Symlink resolution touches the file
-    /// system (a slow mount could block), so it runs on the blocking pool.
-    async fn resolve_paths(&self, request: &Governed) -> Vec<PathArg> {
-        let raw = input::path_args(request);
-        if raw.is_empty() {
-            return Vec::new();
-        }
-        let resolver = self.resolver.clone();
-        let fallback = raw.clone();
-        tokio::task::spawn_blocking(move || resolver.resolve_all(&raw))
-            .await
-            .unwrap_or_else(|e| {
-                // Fail closed: a call whose paths could not be resolved is refused.
-                let why = format!("behavry could not resolve this call's paths ({e})");
-                fallback
-                    .into_iter()
-                    .map(|raw| PathArg::refused(raw, why.clone()))
-                    .collect()
-            })
     }
 
     /// Stops listening for the cancellation of request `id`; whether it was cancelled.
@@ -433,6 +414,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::canon::PathArg;
     use crate::policy::input::BehavryDirs;
     use serde_json::json;
     use std::collections::BTreeMap;

@@ -8,5 +8,6 @@ mod audit;
 mod common;
 mod e2e;
 mod fuzz_smoke;
+mod paths;
 mod policy;
 mod wrap;
