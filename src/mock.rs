@@ -160,6 +160,8 @@ fn tools_page(params: &Value) -> Value {
             {"name": "query", "inputSchema": {"type": "object"}, "annotations": query_annotations},
             {"name": "retool", "inputSchema": {"type": "object"}},
             {"name": "progress", "inputSchema": {"type": "object"}},
+            {"name": "goto", "inputSchema": {"type": "object", "properties": {
+                "where": {"type": "string", "description": "The directory to change to"}}}},
     ]);
     let all = tools.as_array().cloned().unwrap_or_default();
     let size = std::env::var("BEHAVRY_MOCK_TOOLS_PAGE")
@@ -206,6 +208,7 @@ fn call_tool(params: &Value) -> Result<Value, (i64, String)> {
         "fail" => Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true})),
         "query" => Ok(text("queried")),
         "retool" => Ok(text("retooled")),
+        "goto" => Ok(text(&format!("went to {}", s("where")))),
         "progress" => Ok(text("progressed")),
         other => Err((-32602, format!("unknown tool {other}"))),
     }

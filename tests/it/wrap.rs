@@ -648,3 +648,33 @@ fn an_answer_over_the_size_limit_still_answers_its_request() {
     drop(w);
     assert_eq!(home.log(&[])[0]["outcome"], "error");
 }
+
+#[test]
+fn the_servers_input_schema_says_which_arguments_are_paths() {
+    let home = Home::with_policy(
+        "p.rego",
+        r#"package behavry.authz
+import rego.v1
+allow if input.action.name != "nothing"
+deny if {
+	some p in input.resource.paths
+	contains(p, "prod")
+}
+"#,
+    );
+    let mut w = home.wrap_mock();
+    w.initialize();
+    // `where` is no path word and `prod/app` no path shape: only the schema's description ("The
+    // directory to change to") makes it a path, relative to the server's directory.
+    let reply = w.call(1, "goto", json!({"where": "prod/app"}));
+    assert!(is_error(&reply), "{reply}");
+    // The same argument on a tool whose schema says nothing is not read as a path.
+    assert_eq!(
+        text(&w.call(2, "echo", json!({"where": "prod/app", "text": "x"}))),
+        "x"
+    );
+    drop(w);
+    let rows = home.log(&["--tool", "goto"]);
+    let path = rows[0]["resource_path"].as_str().unwrap_or("");
+    assert!(path.ends_with("/prod/app"), "{rows:#?}");
+}
