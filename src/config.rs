@@ -175,6 +175,9 @@ pub struct WrapConfig {
     /// How long a tool call that arrives while behavry is reading the server's tool list waits
     /// for it before it is decided without the tool's annotations.
     pub tools_list_wait_ms: u64,
+    /// How held calls are put to a person: `"auto"` (a form in the client when it supports MCP
+    /// elicitation, and `behavry approve`), `"tui"` (only `behavry approve`) or `"elicitation"`.
+    pub approval: crate::proxy::elicit::Channel,
 }
 
 impl Default for WrapConfig {
@@ -188,6 +191,7 @@ impl Default for WrapConfig {
             approval_timeout_secs: 300,
             approval_keepalive_secs: 15,
             tools_list_wait_ms: 2000,
+            approval: crate::proxy::elicit::Channel::Auto,
         }
     }
 }

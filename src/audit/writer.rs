@@ -122,6 +122,19 @@ impl AuditHandle {
             .await
     }
 
+    /// Resolves the escalation `id` on behalf of a person (`by`), with their reason; whether this
+    /// call resolved it (the first resolution wins).
+    pub async fn resolve_by(
+        &self,
+        id: i64,
+        resolution: Resolution,
+        reason: Option<String>,
+        by: String,
+    ) -> Result<bool, String> {
+        self.call(move |store| store.resolve(id, None, resolution, reason.as_deref(), &by))
+            .await
+    }
+
     /// Resolves `abandoned` every escalation this process still holds.
     pub async fn abandon_held(&self, owner: Owner) -> Result<usize, String> {
         self.call(move |store| store.abandon_held(owner)).await

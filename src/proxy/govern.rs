@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use super::message::{self, POLICY_DENIED};
+use super::elicit::{self, Answer, Channel};
 use super::{lock, Pending, Relay};
 use crate::approval::{self, Released};
 use crate::audit::store::{Hold, Resolution};
@@ -221,6 +222,12 @@ impl Relay {
         // came in; an approval is bound to the hash of exactly these bytes.
         let body = call.message.to_string().into_bytes();
         let held = decided.held();
+        // What the person is shown if the call is put to them in the client.
+        let shown = held.then(|| Shown {
+            paths: decided.row.paths.clone(),
+            reasons: decided.verdict.reasons.clone(),
+            arguments: decided.row.arguments.clone(),
+        });
         let recorded = if held {
             let expires = time::OffsetDateTime::now_utc() + self.approval_timeout;
             let hold = Hold {
@@ -252,11 +259,15 @@ impl Relay {
         if held {
             let token = call.message.pointer("/params/_meta/progressToken").cloned();
             drop(deciding);
-            let (waited, progress) = self.hold(row, token.clone(), &names, cancelled).await;
+            let shown = shown.unwrap_or_default();
+            let waited = self
+                .hold(row, token.clone(), &names, &shown, cancelled)
+                .await;
             lock(&self.held).remove(&message::id_key(id));
             // Forwarding or answering it is part of deciding again: shutdown waits for it.
             let _deciding = Deciding::start(&self.deciding);
-            return match waited {
+            let progress = waited.progress;
+            return match waited.released {
                 Released::Approved { session, by } => {
                     if session {
                         lock(&self.session_approved).insert(session_key);
@@ -272,6 +283,11 @@ impl Relay {
                     self.release(id, row, body, &names, renumber).await
                 }
                 Released::Cancelled => {}
+                Released::Denied { .. } if waited.in_client.is_some() => {
+                    let client = waited.in_client.unwrap_or_default();
+                    let reason = format!("a person denied this call in {client}");
+                    self.deny(id, &names, &[reason]).await
+                }
                 other => {
                     let reason = refusal(other, self.approval_timeout);
                     self.deny(id, &names, &[reason]).await
@@ -341,20 +357,32 @@ impl Relay {
         self.reply(frame).await;
     }
 
-    /// Holds escalated call `row` until `behavry approve` resolves it, it times out, or the client
-    /// cancels it; the client hears progress meanwhile when it asked for it (`token`). Returns how
-    /// it ended and how many progress notifications were sent. Other traffic keeps flowing: this
+    /// Holds escalated call `row` until a person resolves it (in `behavry approve`, or in the
+    /// client's form when it can show one), it times out, or the client cancels it; the client
+    /// hears progress meanwhile when it asked for it (`token`). Other traffic keeps flowing: this
     /// runs in the request's own task.
     async fn hold(
         &self,
         row: i64,
         token: Option<Value>,
         names: &Names,
+        shown: &Shown,
         cancelled: oneshot::Receiver<()>,
-    ) -> (Released, u64) {
+    ) -> Waited {
         let timeout = self.approval_timeout;
+        let in_client = self.elicits();
+        let where_ = if in_client && self.approval == Channel::Elicitation {
+            format!("answer the form in {}", self.client_title())
+        } else if in_client {
+            format!(
+                "answer the form in {}, or run `behavry approve` in another terminal",
+                self.client_title()
+            )
+        } else {
+            "run `behavry approve` in another terminal".to_owned()
+        };
         note!(
-            "{} is waiting for approval: run `behavry approve` in another terminal (times out in {})",
+            "{} is waiting for approval: {where_} (times out in {})",
             names.qualified,
             approval::human(timeout)
         );
@@ -365,7 +393,7 @@ impl Relay {
             let Some(token) = &token else { return };
             let progress = counter.fetch_add(1, Ordering::Relaxed) + 1;
             let message = format!(
-                "awaiting approval: run `behavry approve` ({} left)",
+                "awaiting approval: {where_} ({} left)",
                 approval::human(left)
             );
             let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/progress",
@@ -377,8 +405,106 @@ impl Relay {
             timeout,
             keepalive: self.approval_keepalive,
         };
-        let released = approval::wait(&self.audit, row, timing, cancelled, keepalive).await;
-        (released, sent.load(Ordering::Relaxed))
+        let tui = approval::wait(&self.audit, row, timing, cancelled, keepalive);
+        let (released, form_decided) = if in_client {
+            self.race_form(row, names, shown, tui).await
+        } else {
+            (tui.await, false)
+        };
+        Waited {
+            released,
+            progress: sent.load(Ordering::Relaxed),
+            in_client: form_decided.then(|| self.client_title()),
+        }
+    }
+
+    /// Puts a held call to the person in the client while `tui` waits for `behavry approve`:
+    /// the first to resolve the call in the store wins, and the form is withdrawn if it lost.
+    /// Returns how the call ended and whether the form decided it.
+    async fn race_form(
+        &self,
+        row: i64,
+        names: &Names,
+        shown: &Shown,
+        tui: impl std::future::Future<Output = Released>,
+    ) -> (Released, bool) {
+        let asked = self
+            .ask(&elicit::Summary {
+                qualified: &names.qualified,
+                paths: &shown.paths,
+                reasons: &shown.reasons,
+                arguments: &shown.arguments,
+            })
+            .await;
+        tokio::pin!(tui);
+        let mut form = Some(asked.answer);
+        let by = format!("a person in {} (elicitation)", self.client_title());
+        let ended = loop {
+            tokio::select! {
+                released = &mut tui => break (released, false),
+                reply = async {
+                    match form.as_mut() {
+                        Some(answer) => answer.await,
+                        None => std::future::pending().await,
+                    }
+                }, if form.is_some() => {
+                    form = None;
+                    let Ok(reply) = reply else { continue };
+                    let (resolution, reason) = match elicit::answer(&reply) {
+                        Answer::Approve { session: false } => (Resolution::Approved, None),
+                        Answer::Approve { session: true } => (Resolution::ApprovedSession, None),
+                        Answer::Deny => (
+                            Resolution::Denied,
+                            Some(format!("denied in {}", self.client_title())),
+                        ),
+                        Answer::Undecided(why) => {
+                            note!("{}: {why}; still waiting for `behavry approve`", names.qualified);
+                            continue;
+                        }
+                    };
+                    match self.audit.resolve_by(row, resolution, reason, by.clone()).await {
+                        Ok(true) => break (released_by(resolution, &by), true),
+                        // Resolved elsewhere first: the wait in `tui` reads how.
+                        Ok(false) => continue,
+                        Err(e) => break (Released::Failed(e), false),
+                    }
+                }
+            }
+        };
+        self.withdraw(&asked.id).await;
+        ended
+    }
+}
+
+/// What a person is shown about a held call.
+#[derive(Debug, Clone, Default)]
+struct Shown {
+    paths: Vec<String>,
+    reasons: Vec<String>,
+    /// Redacted, as in the audit row.
+    arguments: Value,
+}
+
+/// How a held call ended.
+struct Waited {
+    released: Released,
+    /// Progress notifications sent on the client's token meanwhile.
+    progress: u64,
+    /// The client's name when its form decided the call.
+    in_client: Option<String>,
+}
+
+/// What the wrapper does after the form resolved a call as `resolution`.
+fn released_by(resolution: Resolution, by: &str) -> Released {
+    match resolution {
+        Resolution::Approved | Resolution::ApprovedSession => Released::Approved {
+            session: resolution == Resolution::ApprovedSession,
+            by: by.to_owned(),
+        },
+        _ => Released::Denied {
+            reason: None,
+            by: by.to_owned(),
+        },
     }
 }
 

@@ -10,6 +10,7 @@
 //! This module never prints: stdout belongs to the client writer, diagnostics go to stderr.
 
 pub mod child;
+pub mod elicit;
 pub mod frame;
 pub mod govern;
 pub mod guard;
@@ -22,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -86,6 +88,14 @@ struct Relay {
     started: Instant,
     max_frame: usize,
     client_name: Mutex<Option<String>>,
+    /// `clientInfo.title` (else its name), for the notes that point the person to its form.
+    client_title: Mutex<Option<String>>,
+    /// The client declared the `elicitation` capability: held calls can be put to it as a form.
+    client_elicits: AtomicBool,
+    /// How held calls are put to a person (`[wrap] approval`).
+    approval: elicit::Channel,
+    /// Forms sent to the client about held calls (see [`elicit`]).
+    forms: elicit::Forms,
     /// The server's tools, as behavry lists them itself (see [`tools`]).
     tools: tools::Tools,
     /// Client request id (see [`message::id_key`]) → what its response means to us.
@@ -178,6 +188,10 @@ where
         started: Instant::now(),
         max_frame: config.wrap.max_frame_bytes,
         client_name: Mutex::new(None),
+        client_title: Mutex::new(None),
+        client_elicits: AtomicBool::new(false),
+        approval: config.wrap.approval,
+        forms: elicit::Forms::new(),
         tools: tools::Tools::new(Duration::from_millis(config.wrap.tools_list_wait_ms)),
         pending: Mutex::new(HashMap::new()),
         to_client,
@@ -436,6 +450,8 @@ impl Relay {
                 }
                 return;
             }
+            // The client's answer to one of behavry's own forms is behavry's, not the server's.
+            Kind::Response { .. } if self.form_answer(&value) => return,
             Kind::Response { .. } => {
                 self.forward(raw()).await;
                 return;
@@ -497,10 +513,17 @@ impl Relay {
         };
         match method {
             "initialize" => {
-                let name = msg
-                    .pointer("/params/clientInfo/name")
-                    .and_then(Value::as_str);
-                *lock(&self.client_name) = name.map(str::to_owned);
+                let info = |key: &str| {
+                    msg.pointer(&format!("/params/clientInfo/{key}"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                *lock(&self.client_name) = info("name");
+                *lock(&self.client_title) = info("title").or_else(|| info("name"));
+                let elicits = msg
+                    .pointer("/params/capabilities/elicitation")
+                    .is_some_and(Value::is_object);
+                self.client_elicits.store(elicits, Ordering::Relaxed);
             }
             "tools/list" => {
                 lock(&self.pending).insert(message::id_key(id), Pending::ToolsList);
