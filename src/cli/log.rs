@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use crossterm::style::Stylize;
+use ratatui::crossterm::style::Stylize;
 
 use super::LogArgs;
 use serde_json::Value;
