@@ -138,6 +138,29 @@ pub fn elide_start(s: &str, max: usize) -> String {
     std::iter::once('…').chain(tail.into_iter().rev()).collect()
 }
 
+/// Escapes `s` and fits it in `max` columns keeping its start (`writes need a…`).
+pub fn elide_end(s: &str, max: usize) -> String {
+    let s = escape(s);
+    if width(&s) <= max {
+        return s.into_owned();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut head = String::new();
+    let mut used = 1;
+    for c in s.chars() {
+        let w = char_width(c);
+        if used + w > max {
+            break;
+        }
+        used += w;
+        head.push(c);
+    }
+    head.push('…');
+    head
+}
+
 /// `s` (already escaped) padded with spaces to `columns` wide; `format!("{:<n}")` counts chars,
 /// which misaligns wide characters.
 pub fn pad(s: &str, columns: usize) -> String {
@@ -224,6 +247,13 @@ mod tests {
         assert_eq!(elide_start("abc", 5), "abc");
         assert_eq!(elide_start("/very/long/path/file.txt", 10), "…/file.txt");
         assert_eq!(elide_start("x\u{1b}", 5), "…{1b}");
+    }
+
+    #[test]
+    fn end_elision_keeps_the_start() {
+        assert_eq!(elide_end("abc", 3), "abc");
+        assert_eq!(elide_end("writes need a person", 10), "writes ne…");
+        assert_eq!(elide_end("\u{1b}x", 4), "\\u{…");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::audit::store::Stats;
 use crate::audit::{LogEntry, LogFilter, Store};
 use crate::config::Paths;
+use crate::display::{elide_middle, elide_start, escape, pad};
 
 /// How often `--follow` looks for new rows.
 pub(super) const FOLLOW_POLL: Duration = Duration::from_millis(250);
@@ -228,7 +229,7 @@ fn header() -> String {
 
 fn table_row(row: &LogEntry, colour: bool) -> String {
     let time = row.ts.get(..19).unwrap_or(&row.ts).replace('T', " ");
-    let decision_cell = format!("{:<8}", row.decision);
+    let decision_cell = pad(&escape(&row.decision), 8);
     let decision_cell = if !colour {
         decision_cell
     } else {
@@ -243,27 +244,23 @@ fn table_row(row: &LogEntry, colour: bool) -> String {
         .duration_ms
         .map(|d| format!("{d:.1}"))
         .unwrap_or_default();
+    // Every stored string is escaped (the client chose most of them) and padded by display width.
     format!(
-        "{time:<19}  {decision_cell}  {:<16}  {:<24}  {:<7}  {:<30}  {:<8}  {ms:>7}  {}",
-        row.resolution.as_deref().unwrap_or("-"),
-        clip(&tool, 24),
-        row.action_type,
-        clip(row.resource_path.as_deref().unwrap_or("-"), 30),
-        row.outcome.as_deref().unwrap_or("-"),
-        row.reasons.join("; ")
+        "{time:<19}  {decision_cell}  {}  {}  {}  {}  {}  {ms:>7}  {}",
+        pad(&escape(row.resolution.as_deref().unwrap_or("-")), 16),
+        pad(&clip(&tool, 24), 24),
+        pad(&escape(&row.action_type), 7),
+        pad(&elide_middle(row.resource_path.as_deref().unwrap_or("-"), 30), 30),
+        pad(&escape(row.outcome.as_deref().unwrap_or("-")), 8),
+        escape(&row.reasons.join("; "))
     )
     .trim_end()
     .to_owned()
 }
 
-/// Shortens `s` to `width` characters, keeping its end (the file name is the useful part).
+/// Shortens `s` to `width` columns, keeping its end (the tool name is the useful part).
 fn clip(s: &str, width: usize) -> String {
-    let count = s.chars().count();
-    if count <= width {
-        return s.to_owned();
-    }
-    let tail: String = s.chars().skip(count - (width - 1)).collect();
-    format!("…{tail}")
+    elide_start(s, width)
 }
 
 /// Parses `30s`, `15m`, `1h`, `7d` (a bare number is seconds).
@@ -336,6 +333,44 @@ mod tests {
             csv_row(&row),
             "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,\"{\"\"k\"\":1}\""
         );
+    }
+
+    #[test]
+    fn table_rows_escape_client_text_and_keep_their_columns() {
+        let mut row = LogEntry {
+            id: 1,
+            ts: "2026-11-25T10:00:00.000Z".into(),
+            session_id: "s".into(),
+            server: "fs".into(),
+            tool: "\u{1b}[1A\u{1b}[2Kx".into(),
+            method: "tools/call".into(),
+            action_type: "delete".into(),
+            resource_path: Some("/tmp/\u{202e}bd.gol".into()),
+            decision: "deny".into(),
+            resolution: None,
+            reasons: vec!["no\rway".into()],
+            arguments: serde_json::json!({}),
+            agent: "a".into(),
+            requester: "r".into(),
+            channel: "c".into(),
+            request_id: "7".into(),
+            outcome: None,
+            duration_ms: None,
+            policy_hash: "h".into(),
+            resolved_by: None,
+            resolved_at: None,
+        };
+        let line = table_row(&row, false);
+        assert!(!line.chars().any(crate::display::is_unsafe), "{line:?}");
+        assert!(line.contains("fs/\\u{1b}[1A\\u{1b}[2Kx"), "{line}");
+        assert!(line.contains("/tmp/\\u{202e}bd.gol"), "{line}");
+        assert!(line.ends_with("no\\u{d}way"), "{line}");
+        // The reasons column starts where the header says, whatever the tool name held.
+        row.tool = "日本語".into();
+        let wide = table_row(&row, false);
+        let at = |s: &str| crate::display::width(s.split("no\\u{d}way").next().unwrap_or(""));
+        assert_eq!(at(&wide), at(&line));
+        assert_eq!(at(&line), crate::display::width(header().split("REASONS").next().unwrap_or("")));
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! What the approver shows and how keys change it. No terminal, no store: the run loop feeds
 //! [`State::refresh`] and carries out the [`Action`]s [`State::handle_key`] returns.
+//!
+//! Identical pending calls (same server, method, tool, action, agent and reasons, paths in one
+//! directory, arguments the same apart from the path) form one [`Group`], so a flood of them is one
+//! row and the odd call out stands on its own. A group can be expanded to its members; acting on
+//! the group acts on every member shown.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::audit::store::{PendingCall, Resolution};
@@ -12,8 +19,17 @@ use crate::audit::LogEntry;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Browse,
+    /// The selected row's details fill the screen.
+    Full,
     /// Typing the reason shown to the agent with a denial.
     DenyReason(String),
+}
+
+/// A call as it was shown: resolving it is refused by the store if the request changed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub id: i64,
+    pub hash: String,
 }
 
 /// What the run loop should do after a key.
@@ -21,88 +37,295 @@ pub enum Mode {
 pub enum Action {
     None,
     Quit,
-    /// Resolve escalation `id`, provided it is still the request with `hash` that was shown.
+    /// Resolve each of `calls` (one call, or every member of a group), each provided it is still
+    /// the request that was shown.
     Resolve {
-        id: i64,
-        hash: String,
+        calls: Vec<Shown>,
         resolution: Resolution,
         reason: Option<String>,
     },
 }
 
+/// Pending calls a person can judge as one.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Equal for calls that group together; identifies the row across refreshes.
+    pub key: String,
+    /// In arrival order; never empty.
+    pub calls: Vec<PendingCall>,
+    /// The directory every member's path is in (shown as "under …"), when members have paths.
+    pub under: Option<String>,
+}
+
+impl Group {
+    pub fn first(&self) -> &PendingCall {
+        // Groups are built from at least one call.
+        &self.calls[0]
+    }
+}
+
+/// One line of the queue: a group, or (expanded) one of its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueRow {
+    pub group: usize,
+    /// Index into the group's calls; `None` for the group's own line.
+    pub member: Option<usize>,
+}
+
+/// What is under the cursor.
+pub enum Selection<'a> {
+    Group(&'a Group),
+    Call(&'a PendingCall),
+}
+
+/// Which row is selected, by identity rather than position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    key: String,
+    member: Option<i64>,
+}
+
+/// The details pane as last drawn: how far it can scroll, and by how much a page moves it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Viewport {
+    pub page: usize,
+    pub max_scroll: usize,
+}
+
+/// What a refresh changed, for the run loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refreshed {
+    /// A call arrived that was not shown before (time to ring the bell).
+    pub arrived: bool,
+    /// Something on screen changed (time to redraw).
+    pub changed: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct State {
-    pub pending: Vec<PendingCall>,
+    pub groups: Vec<Group>,
     pub recent: Vec<LogEntry>,
-    /// Index into `pending`.
+    /// Index into [`State::rows`].
     pub selected: usize,
+    /// Keys of the groups shown with their members.
+    pub expanded: HashSet<String>,
     pub mode: Mode,
+    /// Lines the details (or full view) are scrolled down by.
+    pub scroll: usize,
+    /// Set by the run loop after each draw.
+    pub viewport: Viewport,
     /// One line of feedback about the last action.
     pub status: Option<String>,
     pub now: OffsetDateTime,
     seen: HashSet<i64>,
-    /// When the selection last moved to another call without a key press (the selected call
-    /// went away): approving right then could approve a call nobody looked at.
+    /// When the selection last changed under the cursor without a key press (the selected call
+    /// went away, or a group grew): acting right then could act on a call nobody looked at.
     moved_at: Option<OffsetDateTime>,
-    /// The call this approver last resolved: its disappearance is no surprise.
-    resolved: Option<i64>,
+    /// The calls this approver last resolved: their disappearance is no surprise.
+    resolved: HashSet<i64>,
 }
 
 impl Default for State {
     fn default() -> Self {
         State {
-            pending: Vec::new(),
+            groups: Vec::new(),
             recent: Vec::new(),
             selected: 0,
+            expanded: HashSet::new(),
             mode: Mode::Browse,
+            scroll: 0,
+            viewport: Viewport::default(),
             status: None,
             now: OffsetDateTime::UNIX_EPOCH,
             seen: HashSet::new(),
             moved_at: None,
-            resolved: None,
+            resolved: HashSet::new(),
         }
     }
 }
 
+/// The directory `path` is in (`/` for `/` itself).
+fn parent(path: &str) -> String {
+    Path::new(path)
+        .parent()
+        .map_or_else(|| path.to_owned(), |p| p.display().to_string())
+}
+
+/// `arguments` with every string that names the call's path replaced, so calls that differ only
+/// by their path compare equal (and calls that differ in anything else, such as the content of a
+/// write, do not).
+fn without_path(arguments: &Value, path: &str) -> Value {
+    match arguments {
+        Value::String(s)
+            if s == path
+                || path
+                    .strip_suffix(s.as_str())
+                    .is_some_and(|rest| !s.is_empty() && rest.ends_with('/')) =>
+        {
+            Value::String("\u{0}path".into())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| without_path(v, path)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), without_path(v, path)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn group_key(call: &PendingCall) -> String {
+    let (dir, arguments) = match &call.resource_path {
+        Some(path) => (Some(parent(path)), without_path(&call.arguments, path)),
+        // Without a path only exact repeats group: `run_command` calls differ in what they run.
+        None => (None, call.arguments.clone()),
+    };
+    serde_json::json!([
+        call.server,
+        call.method,
+        call.tool,
+        call.action_type,
+        call.agent,
+        call.reasons,
+        dir,
+        arguments
+    ])
+    .to_string()
+}
+
+/// Groups `pending`, keeping arrival order (a group sits where its first call arrived).
+pub fn group(pending: Vec<PendingCall>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for call in pending {
+        let key = group_key(&call);
+        match groups.iter_mut().find(|g| g.key == key) {
+            Some(g) => g.calls.push(call),
+            None => groups.push(Group {
+                key,
+                under: call.resource_path.as_deref().map(parent),
+                calls: vec![call],
+            }),
+        }
+    }
+    groups
+}
+
 impl State {
-    /// Replaces the lists, keeping the same call selected when it is still pending. Returns
-    /// whether a call arrived that was not shown before (time to ring the bell).
+    /// Replaces the lists, keeping the same row selected when it is still there.
     pub fn refresh(
         &mut self,
         pending: Vec<PendingCall>,
         recent: Vec<LogEntry>,
         now: OffsetDateTime,
-    ) -> bool {
-        let selected_id = self.selected_call().map(|c| c.id);
+    ) -> Refreshed {
+        let before = self.cursor();
+        let before_calls = self.acting_on();
+        let shown = |groups: &[Group]| -> Vec<(i64, String)> {
+            groups
+                .iter()
+                .flat_map(|g| g.calls.iter().map(|c| (c.id, c.request_hash.clone())))
+                .collect()
+        };
+        let recent_ids = |rows: &[LogEntry]| -> Vec<(i64, Option<String>, Option<String>)> {
+            rows.iter()
+                .map(|r| (r.id, r.resolution.clone(), r.outcome.clone()))
+                .collect()
+        };
+        let old_pending = shown(&self.groups);
+        let old_recent = recent_ids(&self.recent);
         let arrived = pending.iter().any(|c| !self.seen.contains(&c.id));
         self.seen.extend(pending.iter().map(|c| c.id));
-        self.pending = pending;
+        self.groups = group(pending);
+        self.expanded.retain(|k| self.groups.iter().any(|g| &g.key == k));
         self.recent = recent;
+        let changed = arrived
+            || old_pending != shown(&self.groups)
+            || old_recent != recent_ids(&self.recent);
         self.now = now;
-        self.selected = selected_id
-            .and_then(|id| self.pending.iter().position(|c| c.id == id))
-            .unwrap_or_else(|| self.selected.min(self.pending.len().saturating_sub(1)));
-        let now_selected = self.selected_call().map(|c| c.id);
-        if selected_id.is_some() && now_selected != selected_id && self.resolved == selected_id {
-            // Our own resolution took the call away: keep its status line, but still make the
-            // next call under the cursor wait to be looked at.
-            self.moved_at = now_selected.map(|_| now);
-        } else if selected_id.is_some() && now_selected != selected_id {
-            self.moved_at = now_selected.map(|_| now);
-            // A denial being typed for a call that went away (timeout, cancel) has nothing to deny.
-            self.status = Some(if matches!(self.mode, Mode::DenyReason(_)) {
+        let rows = self.rows();
+        self.selected = before
+            .as_ref()
+            .and_then(|c| rows.iter().position(|r| self.cursor_of(*r) == *c))
+            .unwrap_or_else(|| self.selected.min(rows.len().saturating_sub(1)));
+        let after = self.cursor();
+        let after_calls = self.acting_on();
+        let grew = after_calls.iter().any(|id| !before_calls.contains(id));
+        if before.is_some() && (after != before || grew) {
+            // Something else is under the cursor now: keys wait until it has been looked at.
+            self.moved_at = after.as_ref().map(|_| now);
+            self.scroll = 0;
+            let ours = !before_calls.is_empty() && before_calls.iter().all(|id| self.resolved.contains(id));
+            if after == before {
+                self.status = Some(
+                    "the selected group grew; look at its calls again before acting".into(),
+                );
+            } else if !ours {
+                // A denial being typed, or a call being viewed, that went away (timeout,
+                // cancel) has nothing left to act on.
+                self.status = Some(match self.mode {
+                    Mode::DenyReason(_) => "the call you were denying is no longer pending".into(),
+                    _ => "the selected call is no longer pending; look at the new selection before acting".into(),
+                });
                 self.mode = Mode::Browse;
-                "the call you were denying is no longer pending".into()
-            } else {
-                "the selected call is no longer pending; look at the new selection before acting"
-                    .into()
-            });
+            } else if self.mode == Mode::Full {
+                self.mode = Mode::Browse;
+            }
         }
-        arrived
+        Refreshed { arrived, changed }
     }
 
-    pub fn selected_call(&self) -> Option<&PendingCall> {
-        self.pending.get(self.selected)
+    /// The queue's lines: every group, and the members of expanded groups of more than one.
+    pub fn rows(&self) -> Vec<QueueRow> {
+        let mut rows = Vec::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            rows.push(QueueRow {
+                group: i,
+                member: None,
+            });
+            if g.calls.len() > 1 && self.expanded.contains(&g.key) {
+                rows.extend((0..g.calls.len()).map(|m| QueueRow {
+                    group: i,
+                    member: Some(m),
+                }));
+            }
+        }
+        rows
+    }
+
+    /// How many calls are waiting, over all groups.
+    pub fn waiting(&self) -> usize {
+        self.groups.iter().map(|g| g.calls.len()).sum()
+    }
+
+    pub fn selection(&self) -> Option<Selection<'_>> {
+        let row = *self.rows().get(self.selected)?;
+        let group = self.groups.get(row.group)?;
+        Some(match row.member {
+            Some(m) => Selection::Call(group.calls.get(m)?),
+            None if group.calls.len() == 1 => Selection::Call(group.first()),
+            None => Selection::Group(group),
+        })
+    }
+
+    /// The calls a key would act on now.
+    fn acting_on(&self) -> Vec<i64> {
+        match self.selection() {
+            Some(Selection::Group(g)) => g.calls.iter().map(|c| c.id).collect(),
+            Some(Selection::Call(c)) => vec![c.id],
+            None => Vec::new(),
+        }
+    }
+
+    fn cursor_of(&self, row: QueueRow) -> Cursor {
+        let group = &self.groups[row.group];
+        Cursor {
+            key: group.key.clone(),
+            member: row.member.and_then(|m| group.calls.get(m)).map(|c| c.id),
+        }
+    }
+
+    fn cursor(&self) -> Option<Cursor> {
+        self.rows().get(self.selected).map(|r| self.cursor_of(*r))
     }
 
     pub fn handle_key(&mut self, key: &KeyEvent) -> Action {
@@ -131,59 +354,133 @@ impl State {
                 }
                 _ => Action::None,
             },
-            Mode::Browse => match key.code {
-                KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
-                KeyCode::Char('a' | 's' | 'd') if self.just_moved() => {
-                    self.status = Some(
-                        "the selection just changed; look again, then press the key again".into(),
-                    );
+            Mode::Full => match key.code {
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => {
+                    self.mode = Mode::Browse;
+                    self.scroll = 0;
                     Action::None
                 }
+                KeyCode::Up | KeyCode::Char('k') => self.scroll_by(-1),
+                KeyCode::Down | KeyCode::Char('j') => self.scroll_by(1),
+                _ => self.common_key(key.code),
+            },
+            Mode::Browse => match key.code {
+                KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
                 KeyCode::Up | KeyCode::Char('k') => {
-                    self.moved_at = None;
-                    self.selected = self.selected.saturating_sub(1);
+                    self.select(self.selected.saturating_sub(1));
                     Action::None
                 }
                 KeyCode::Down | KeyCode::Char('j') => {
-                    self.moved_at = None;
-                    if self.selected + 1 < self.pending.len() {
-                        self.selected += 1;
-                    }
+                    self.select(self.selected + 1);
                     Action::None
                 }
-                KeyCode::Char('a') => self.resolve(Resolution::Approved, None),
-                KeyCode::Char('s') => self.resolve(Resolution::ApprovedSession, None),
-                KeyCode::Char('d') if self.selected_call().is_some() => {
-                    self.mode = Mode::DenyReason(String::new());
+                KeyCode::Right | KeyCode::Char('l' | ' ') => {
+                    self.expand(true);
                     Action::None
                 }
-                _ => Action::None,
+                KeyCode::Left | KeyCode::Char('h') => {
+                    self.expand(false);
+                    Action::None
+                }
+                KeyCode::Enter if self.selection().is_some() => {
+                    self.mode = Mode::Full;
+                    self.scroll = 0;
+                    Action::None
+                }
+                _ => self.common_key(key.code),
             },
         }
     }
 
-    /// Whether the selection moved by itself less than a second ago.
+    /// Keys that work the same in the queue and in the full view.
+    fn common_key(&mut self, code: KeyCode) -> Action {
+        let page = self.viewport.page.max(1) as isize;
+        match code {
+            KeyCode::PageDown => self.scroll_by(page),
+            KeyCode::PageUp => self.scroll_by(-page),
+            KeyCode::Char('a' | 's' | 'd') if self.just_moved() => {
+                self.status =
+                    Some("the selection just changed; look again, then press the key again".into());
+                Action::None
+            }
+            KeyCode::Char('a') => self.resolve(Resolution::Approved, None),
+            KeyCode::Char('s') => self.resolve(Resolution::ApprovedSession, None),
+            KeyCode::Char('d') if self.selection().is_some() => {
+                self.mode = Mode::DenyReason(String::new());
+                Action::None
+            }
+            _ => Action::None,
+        }
+    }
+
+    fn scroll_by(&mut self, lines: isize) -> Action {
+        self.scroll = self
+            .scroll
+            .saturating_add_signed(lines)
+            .min(self.viewport.max_scroll);
+        Action::None
+    }
+
+    fn select(&mut self, index: usize) {
+        let last = self.rows().len().saturating_sub(1);
+        let index = index.min(last);
+        if index != self.selected {
+            self.scroll = 0;
+        }
+        self.selected = index;
+        self.moved_at = None;
+    }
+
+    /// Shows (or hides) the members of the selected group; hiding them selects the group.
+    fn expand(&mut self, open: bool) {
+        let Some(row) = self.rows().get(self.selected).copied() else {
+            return;
+        };
+        let key = self.groups[row.group].key.clone();
+        if open {
+            if self.groups[row.group].calls.len() > 1 {
+                self.expanded.insert(key);
+            }
+        } else if self.expanded.remove(&key) {
+            let index = self
+                .rows()
+                .iter()
+                .position(|r| r.group == row.group)
+                .unwrap_or(0);
+            self.select(index);
+        }
+    }
+
+    /// Whether the selection changed by itself less than a second ago.
     fn just_moved(&self) -> bool {
         self.moved_at
             .is_some_and(|at| self.now - at < time::Duration::SECOND)
     }
 
     fn resolve(&mut self, resolution: Resolution, reason: Option<String>) -> Action {
-        match self.selected_call() {
-            Some(call) => {
-                let (id, hash) = (call.id, call.request_hash.clone());
-                self.resolved = Some(id);
-                Action::Resolve {
-                    id,
-                    hash,
-                    resolution,
-                    reason,
-                }
-            }
+        let calls: Vec<Shown> = match self.selection() {
+            Some(Selection::Group(g)) => g
+                .calls
+                .iter()
+                .map(|c| Shown {
+                    id: c.id,
+                    hash: c.request_hash.clone(),
+                })
+                .collect(),
+            Some(Selection::Call(c)) => vec![Shown {
+                id: c.id,
+                hash: c.request_hash.clone(),
+            }],
             None => {
                 self.status = Some("nothing is waiting for approval".into());
-                Action::None
+                return Action::None;
             }
+        };
+        self.resolved = calls.iter().map(|c| c.id).collect();
+        Action::Resolve {
+            calls,
+            resolution,
+            reason,
         }
     }
 }
