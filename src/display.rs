@@ -203,7 +203,10 @@ mod tests {
             ("c1 csi \u{9b}31m", "c1 csi \\u{9b}31m"),
             ("/tmp/\u{202e}bd.gol", "/tmp/\\u{202e}bd.gol"),
             ("\u{2066}isolate\u{2069}", "\\u{2066}isolate\\u{2069}"),
-            ("zero\u{200b}width\u{200d}joiner", "zero\\u{200b}width\\u{200d}joiner"),
+            (
+                "zero\u{200b}width\u{200d}joiner",
+                "zero\\u{200b}width\\u{200d}joiner",
+            ),
             ("\u{feff}bom", "\\u{feff}bom"),
             ("soft\u{ad}hyphen", "soft\\u{ad}hyphen"),
             ("tag\u{e0041}", "tag\\u{e0041}"),

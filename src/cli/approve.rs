@@ -59,9 +59,15 @@ fn list(db: &std::path::Path, json: bool) -> anyhow::Result<i32> {
             "{:<6}  {:<19}  {}  {}  {}  {}",
             call.id,
             call.ts.get(..19).unwrap_or(&call.ts).replace('T', " "),
-            pad(&elide_start(&format!("{}/{}", call.server, call.tool), 28), 28),
+            pad(
+                &elide_start(&format!("{}/{}", call.server, call.tool), 28),
+                28
+            ),
             pad(&escape(&call.action_type), 7),
-            pad(&elide_middle(call.resource_path.as_deref().unwrap_or("-"), 30), 30),
+            pad(
+                &elide_middle(call.resource_path.as_deref().unwrap_or("-"), 30),
+                30
+            ),
             escape(&call.reasons.join("; "))
         )?;
     }

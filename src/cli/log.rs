@@ -250,7 +250,10 @@ fn table_row(row: &LogEntry, colour: bool) -> String {
         pad(&escape(row.resolution.as_deref().unwrap_or("-")), 16),
         pad(&clip(&tool, 24), 24),
         pad(&escape(&row.action_type), 7),
-        pad(&elide_middle(row.resource_path.as_deref().unwrap_or("-"), 30), 30),
+        pad(
+            &elide_middle(row.resource_path.as_deref().unwrap_or("-"), 30),
+            30
+        ),
         pad(&escape(row.outcome.as_deref().unwrap_or("-")), 8),
         escape(&row.reasons.join("; "))
     )
@@ -370,7 +373,10 @@ mod tests {
         let wide = table_row(&row, false);
         let at = |s: &str| crate::display::width(s.split("no\\u{d}way").next().unwrap_or(""));
         assert_eq!(at(&wide), at(&line));
-        assert_eq!(at(&line), crate::display::width(header().split("REASONS").next().unwrap_or("")));
+        assert_eq!(
+            at(&line),
+            crate::display::width(header().split("REASONS").next().unwrap_or(""))
+        );
     }
 
     #[test]

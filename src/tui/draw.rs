@@ -108,7 +108,11 @@ fn path_text(group: &Group, member: Option<usize>) -> String {
     match (call, &group.under) {
         (Some(call), _) => call.resource_path.clone().unwrap_or_else(|| "-".into()),
         (None, Some(dir)) if group.calls.len() > 1 => format!("under {dir}"),
-        (None, _) => group.first().resource_path.clone().unwrap_or_else(|| "-".into()),
+        (None, _) => group
+            .first()
+            .resource_path
+            .clone()
+            .unwrap_or_else(|| "-".into()),
     }
 }
 
@@ -253,7 +257,11 @@ pub fn detail_lines(state: &State, columns: usize) -> Vec<Line<'static>> {
                 first.action_type,
                 first.method
             );
-            lines.extend(field("calls", &what, columns).into_iter().map(Stylize::bold));
+            lines.extend(
+                field("calls", &what, columns)
+                    .into_iter()
+                    .map(Stylize::bold),
+            );
             if let Some(dir) = &group.under {
                 lines.extend(field("under", dir, columns));
             }
@@ -326,17 +334,20 @@ fn draw_feed(state: &State, frame: &mut Frame, area: Rect) {
                 _ => Color::Yellow,
             };
             let decision = pad(&elide_end(&row.decision, 8), 8);
-            let resolution = pad(
-                &elide_end(row.resolution.as_deref().unwrap_or(""), 16),
-                16,
+            let resolution = pad(&elide_end(row.resolution.as_deref().unwrap_or(""), 16), 16);
+            let tool = pad(
+                &elide_start(&format!("{}/{}", row.server, row.tool), 26),
+                26,
             );
-            let tool = pad(&elide_start(&format!("{}/{}", row.server, row.tool), 26), 26);
             // Time, decision, resolution and tool, each followed by two spaces.
             let path_width = inner.saturating_sub(8 + 8 + 16 + 26 + 8);
             let path = elide_middle(row.resource_path.as_deref().unwrap_or(""), path_width);
             Line::from(vec![
                 Span::raw(format!("{}  ", row.ts.get(11..19).unwrap_or(""))).dim(),
-                Span::styled(format!("{decision}  {resolution}  "), Style::new().fg(colour)),
+                Span::styled(
+                    format!("{decision}  {resolution}  "),
+                    Style::new().fg(colour),
+                ),
                 Span::raw(format!("{tool}  ")),
                 Span::raw(path).dim(),
             ])
@@ -375,14 +386,19 @@ fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::state::tests::call;
+    use crate::tui::state::tests::{call, delete};
     use ratatui::backend::TestBackend;
     use ratatui::crossterm::event::{KeyCode, KeyEvent};
     use ratatui::Terminal;
+    use serde_json::json;
 
-    fn render(state: &State) -> String {
-        let mut terminal = Terminal::new(TestBackend::new(110, 30)).expect("terminal");
-        terminal.draw(|f| draw(state, f)).expect("draw");
+    fn render_at(state: &State, w: u16, h: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        terminal
+            .draw(|f| {
+                draw(state, f);
+            })
+            .expect("draw");
         let buffer = terminal.backend().buffer();
         (0..buffer.area.height)
             .map(|y| {
@@ -394,18 +410,23 @@ mod tests {
             .join("\n")
     }
 
+    fn render(state: &State) -> String {
+        render_at(state, 110, 30)
+    }
+
     fn at(s: &str) -> OffsetDateTime {
         OffsetDateTime::parse(s, &Rfc3339).expect("time")
     }
 
+    fn with(pending: Vec<PendingCall>) -> State {
+        let mut state = State::default();
+        state.refresh(pending, vec![], at("2026-11-25T10:00:30Z"));
+        state
+    }
+
     #[test]
     fn shows_the_queue_the_selected_arguments_and_the_keys() {
-        let mut state = State::default();
-        state.refresh(
-            vec![call(1, "delete_file"), call(2, "run_command")],
-            vec![],
-            at("2026-11-25T10:00:30Z"),
-        );
+        let mut state = with(vec![call(1, "delete_file"), call(2, "run_command")]);
         state.handle_key(&KeyEvent::from(KeyCode::Down));
         let screen = render(&state);
         assert!(
@@ -426,17 +447,15 @@ mod tests {
             "{screen}"
         );
         assert!(screen.contains("deletes need a person"));
-        assert!(screen.contains("a approve once · s approve for this session · d deny · q quit"));
+        assert!(
+            screen.contains("a approve · s session · d deny"),
+            "{screen}"
+        );
     }
 
     #[test]
     fn deny_mode_shows_the_reason_being_typed() {
-        let mut state = State::default();
-        state.refresh(
-            vec![call(1, "delete_file")],
-            vec![],
-            at("2026-11-25T10:00:00Z"),
-        );
+        let mut state = with(vec![call(1, "delete_file")]);
         state.handle_key(&KeyEvent::from(KeyCode::Char('d')));
         for c in "too risky".chars() {
             state.handle_key(&KeyEvent::from(KeyCode::Char(c)));
@@ -451,6 +470,161 @@ mod tests {
         let screen = render(&State::default());
         assert!(
             screen.contains("nothing is waiting for approval"),
+            "{screen}"
+        );
+    }
+
+    /// A write with a long path and arguments, the kind a person must read in full.
+    fn long_write() -> PendingCall {
+        let path = "/home/alice/projects/payments-service/config/production/database.toml";
+        PendingCall {
+            tool: "write_file".into(),
+            action_type: "write".into(),
+            resource_path: Some(path.into()),
+            reasons: vec!["writes outside the project need a person".into()],
+            arguments: json!({"path": path, "content": "url = \"postgres://prod\""}),
+            ..call(1, "write_file")
+        }
+    }
+
+    #[test]
+    fn what_a_person_judges_is_on_screen_at_80x24_and_200x50() {
+        for (w, h) in [(80, 24), (200, 50)] {
+            let state = with(vec![long_write(), call(2, "delete_file")]);
+            let screen = render_at(&state, w, h);
+            let all = screen.replace('\n', "");
+            assert!(screen.contains("fs/write_file"), "{w}x{h}\n{screen}");
+            // The full path, in the details (wrapped at 80 columns).
+            let flat: String = screen
+                .lines()
+                .map(|l| l.trim_start_matches('│').trim_end_matches('│').trim())
+                .collect();
+            assert!(
+                flat.contains(
+                    "/home/alice/projects/payments-service/config/production/database.toml"
+                ),
+                "{w}x{h}\n{screen}"
+            );
+            assert!(
+                flat.contains("writes outside the project need a person"),
+                "{w}x{h}\n{screen}"
+            );
+            assert!(all.contains("postgres://prod"), "{w}x{h}\n{screen}");
+            // The queue's path is elided in the middle, never cut to a stub.
+            assert!(screen.contains("/home/"), "{w}x{h}\n{screen}");
+            assert!(screen.contains("database.toml"), "{w}x{h}\n{screen}");
+            // Recent decisions only where there is room.
+            assert_eq!(
+                screen.contains("Recent decisions"),
+                h >= FEED_SMALL,
+                "{w}x{h}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_text_is_shown_escaped_never_raw() {
+        let hostile = PendingCall {
+            tool: "\u{1b}]0;pwn\u{7}\u{1b}[1G\u{1b}[2Kx".into(),
+            agent: "evil\u{202e}gnp.exe".into(),
+            resource_path: Some("/prod/db\r/tmp/old.log".into()),
+            reasons: vec!["because\u{200b}\u{9b}2J".into()],
+            arguments: json!({"path": "/prod/db\u{7f}\u{2066}"}),
+            ..call(1, "x")
+        };
+        let mut state = with(vec![hostile]);
+        state.handle_key(&KeyEvent::from(KeyCode::Enter));
+        let screen = render_at(&state, 120, 40);
+        assert!(
+            !screen
+                .lines()
+                .any(|l| l.chars().any(crate::display::is_unsafe)),
+            "{screen:?}"
+        );
+        let flat: String = screen
+            .lines()
+            .map(|l| l.trim_start_matches('│').trim_end_matches('│').trim())
+            .collect();
+        for shown in [
+            "\\u{1b}]0;pwn\\u{7}\\u{1b}[1G\\u{1b}[2Kx",
+            "/prod/db\\u{d}/tmp/old.log",
+            "because\\u{200b}\\u{9b}2J",
+            "evil\\u{202e}gnp.exe",
+            "\\u{7f}\\u{2066}",
+        ] {
+            assert!(flat.contains(shown), "{shown} in {flat}");
+        }
+    }
+
+    #[test]
+    fn a_group_is_one_row_with_every_path_in_its_details() {
+        let mut calls: Vec<PendingCall> = (1..=12)
+            .map(|i| delete(i, &format!("/tmp/build/obj{i}.o")))
+            .collect();
+        calls.push(delete(99, "/prod/db"));
+        let state = with(calls);
+        let screen = render_at(&state, 80, 24);
+        assert!(screen.contains("12 × fs/delete_file"), "{screen}");
+        assert!(screen.contains("under /tmp/build"), "{screen}");
+        assert!(screen.contains("/prod/db"), "{screen}");
+        assert!(
+            screen.contains("13 calls are waiting for approval (in 2 groups)"),
+            "{screen}"
+        );
+        assert!(screen.contains("/tmp/build/obj1.o"), "{screen}");
+        // More lines than fit: the pane says how to see the rest.
+        assert!(screen.contains("PgUp/PgDn"), "{screen}");
+    }
+
+    #[test]
+    fn the_details_scroll_and_report_their_extent() {
+        let calls: Vec<PendingCall> = (1..=30)
+            .map(|i| delete(i, &format!("/tmp/build/obj{i}.o")))
+            .collect();
+        let mut state = with(calls);
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        let mut viewport = Viewport::default();
+        terminal.draw(|f| viewport = draw(&state, f)).expect("draw");
+        assert!(viewport.max_scroll > 0 && viewport.page > 0, "{viewport:?}");
+        state.viewport = viewport;
+        for _ in 0..10 {
+            state.handle_key(&KeyEvent::from(KeyCode::PageDown));
+        }
+        let screen = render_at(&state, 80, 24);
+        assert!(screen.contains("/tmp/build/obj30.o"), "{screen}");
+        assert!(!screen.contains("/tmp/build/obj1.o "), "{screen}");
+    }
+
+    #[test]
+    fn recent_decisions_keep_their_columns_apart() {
+        let mut state = State::default();
+        let row = crate::audit::LogEntry {
+            id: 1,
+            ts: "2026-11-25T10:00:00.000Z".into(),
+            session_id: "s".into(),
+            server: "fs".into(),
+            tool: "write_file".into(),
+            method: "tools/call".into(),
+            action_type: "write".into(),
+            resource_path: Some("/tmp/a".into()),
+            decision: "escalate".into(),
+            resolution: Some("approved_session".into()),
+            reasons: vec![],
+            arguments: json!({}),
+            agent: "a".into(),
+            requester: "r".into(),
+            channel: "c".into(),
+            request_id: "1".into(),
+            outcome: None,
+            duration_ms: None,
+            policy_hash: "h".into(),
+            resolved_by: None,
+            resolved_at: None,
+        };
+        state.refresh(vec![], vec![row], at("2026-11-25T10:00:30Z"));
+        let screen = render_at(&state, 120, 40);
+        assert!(
+            screen.contains("escalate  approved_session  fs/write_file"),
             "{screen}"
         );
     }

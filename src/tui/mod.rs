@@ -159,7 +159,13 @@ pub fn run(db: &Path, by: &str, alerts: Alerts) -> Result<(), ApproveError> {
             } => {
                 let mut done = 0;
                 for call in &calls {
-                    if store.resolve(call.id, Some(&call.hash), resolution, reason.as_deref(), by)? {
+                    if store.resolve(
+                        call.id,
+                        Some(&call.hash),
+                        resolution,
+                        reason.as_deref(),
+                        by,
+                    )? {
                         done += 1;
                     }
                 }

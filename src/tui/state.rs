@@ -236,11 +236,11 @@ impl State {
         let arrived = pending.iter().any(|c| !self.seen.contains(&c.id));
         self.seen.extend(pending.iter().map(|c| c.id));
         self.groups = group(pending);
-        self.expanded.retain(|k| self.groups.iter().any(|g| &g.key == k));
+        self.expanded
+            .retain(|k| self.groups.iter().any(|g| &g.key == k));
         self.recent = recent;
-        let changed = arrived
-            || old_pending != shown(&self.groups)
-            || old_recent != recent_ids(&self.recent);
+        let changed =
+            arrived || old_pending != shown(&self.groups) || old_recent != recent_ids(&self.recent);
         self.now = now;
         let rows = self.rows();
         self.selected = before
@@ -254,11 +254,11 @@ impl State {
             // Something else is under the cursor now: keys wait until it has been looked at.
             self.moved_at = after.as_ref().map(|_| now);
             self.scroll = 0;
-            let ours = !before_calls.is_empty() && before_calls.iter().all(|id| self.resolved.contains(id));
+            let ours = !before_calls.is_empty()
+                && before_calls.iter().all(|id| self.resolved.contains(id));
             if after == before {
-                self.status = Some(
-                    "the selected group grew; look at its calls again before acting".into(),
-                );
+                self.status =
+                    Some("the selected group grew; look at its calls again before acting".into());
             } else if !ours {
                 // A denial being typed, or a call being viewed, that went away (timeout,
                 // cancel) has nothing left to act on.
@@ -512,18 +512,46 @@ pub(crate) mod tests {
         }
     }
 
+    /// A `delete_file` of `path`, as the filesystem server's client sends it.
+    pub fn delete(id: i64, path: &str) -> PendingCall {
+        PendingCall {
+            tool: "delete_file".into(),
+            resource_path: Some(path.into()),
+            arguments: json!({"path": path}),
+            ..call(id, "delete_file")
+        }
+    }
+
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::from(code)
     }
 
     fn state(ids: &[i64]) -> State {
+        with(ids.iter().map(|&i| call(i, &format!("t{i}"))).collect())
+    }
+
+    fn with(pending: Vec<PendingCall>) -> State {
         let mut s = State::default();
-        s.refresh(
-            ids.iter().map(|&i| call(i, &format!("t{i}"))).collect(),
-            vec![],
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        s.refresh(pending, vec![], OffsetDateTime::UNIX_EPOCH);
         s
+    }
+
+    fn selected_ids(s: &State) -> Vec<i64> {
+        s.acting_on()
+    }
+
+    fn resolved_ids(action: &Action) -> Vec<i64> {
+        match action {
+            Action::Resolve { calls, .. } => calls.iter().map(|c| c.id).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn shown(id: i64) -> Vec<Shown> {
+        vec![Shown {
+            id,
+            hash: format!("hash-{id}"),
+        }]
     }
 
     #[test]
@@ -544,8 +572,7 @@ pub(crate) mod tests {
         let mut s = state(&[1, 2]);
         s.handle_key(&key(KeyCode::Down));
         let want = |resolution| Action::Resolve {
-            id: 2,
-            hash: "hash-2".into(),
+            calls: shown(2),
             resolution,
             reason: None,
         };
@@ -573,8 +600,7 @@ pub(crate) mod tests {
         assert_eq!(
             got,
             Action::Resolve {
-                id: 7,
-                hash: "hash-7".into(),
+                calls: shown(7),
                 resolution: Resolution::Denied,
                 reason: Some("no!".into())
             }
@@ -605,6 +631,7 @@ pub(crate) mod tests {
         let mut s = state(&[]);
         assert_eq!(s.handle_key(&key(KeyCode::Char('a'))), Action::None);
         assert_eq!(s.handle_key(&key(KeyCode::Char('d'))), Action::None);
+        assert_eq!(s.handle_key(&key(KeyCode::Enter)), Action::None);
         assert_eq!(s.mode, Mode::Browse);
         assert_eq!(s.handle_key(&key(KeyCode::Char('q'))), Action::Quit);
     }
@@ -615,13 +642,28 @@ pub(crate) mod tests {
         s.selected = 2;
         let now = OffsetDateTime::UNIX_EPOCH;
         // Call 1 resolved elsewhere: the selection follows call 3.
-        assert!(!s.refresh(vec![call(2, "t2"), call(3, "t3")], vec![], now));
-        assert_eq!(s.selected_call().map(|c| c.id), Some(3));
-        assert!(s.refresh(
+        let got = s.refresh(vec![call(2, "t2"), call(3, "t3")], vec![], now);
+        assert_eq!(
+            got,
+            Refreshed {
+                arrived: false,
+                changed: true
+            }
+        );
+        assert_eq!(selected_ids(&s), [3]);
+        let got = s.refresh(
             vec![call(2, "t2"), call(3, "t3"), call(4, "t4")],
             vec![],
-            now
-        ));
+            now,
+        );
+        assert!(got.arrived && got.changed);
+        // Nothing new: nothing to redraw.
+        let same = s.refresh(
+            vec![call(2, "t2"), call(3, "t3"), call(4, "t4")],
+            vec![],
+            now,
+        );
+        assert_eq!(same, Refreshed::default());
         // The selected call going away clamps the selection and abandons a denial being typed.
         s.handle_key(&key(KeyCode::Char('d')));
         s.refresh(vec![call(2, "t2")], vec![], now);
@@ -640,16 +682,10 @@ pub(crate) mod tests {
         assert!(s.status.as_deref().unwrap_or("").contains("look again"));
         // A second later, or after moving the cursor, keys act again.
         s.refresh(vec![call(2, "t2")], vec![], t0 + time::Duration::SECOND);
-        assert!(matches!(
-            s.handle_key(&key(KeyCode::Char('a'))),
-            Action::Resolve { id: 2, .. }
-        ));
+        assert_eq!(resolved_ids(&s.handle_key(&key(KeyCode::Char('a')))), [2]);
         s.refresh(vec![call(3, "t3")], vec![], t0 + time::Duration::SECOND);
         s.handle_key(&key(KeyCode::Up));
-        assert!(matches!(
-            s.handle_key(&key(KeyCode::Char('s'))),
-            Action::Resolve { id: 3, .. }
-        ));
+        assert_eq!(resolved_ids(&s.handle_key(&key(KeyCode::Char('s')))), [3]);
     }
 
     #[test]
@@ -658,5 +694,232 @@ pub(crate) mod tests {
         s.handle_key(&key(KeyCode::Char('d')));
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(s.handle_key(&ctrl_c), Action::Quit);
+    }
+
+    /// Twelve deletes under /tmp/build and one of /prod/db, interleaved.
+    fn flood() -> Vec<PendingCall> {
+        let mut calls: Vec<PendingCall> = (1..=12)
+            .map(|i| delete(i, &format!("/tmp/build/obj{i}.o")))
+            .collect();
+        calls.insert(5, delete(99, "/prod/db"));
+        calls
+    }
+
+    #[test]
+    fn a_flood_is_one_row_and_the_odd_call_out_its_own() {
+        let s = with(flood());
+        assert_eq!(s.waiting(), 13);
+        assert_eq!(s.rows().len(), 2);
+        let group = &s.groups[0];
+        assert_eq!(group.calls.len(), 12);
+        assert_eq!(group.under.as_deref(), Some("/tmp/build"));
+        assert_eq!(s.groups[1].calls[0].id, 99);
+    }
+
+    #[test]
+    fn calls_group_only_when_identical_apart_from_the_path() {
+        let write = |id, path: &str, content: &str| PendingCall {
+            tool: "write_file".into(),
+            action_type: "write".into(),
+            resource_path: Some(path.into()),
+            arguments: json!({"path": path, "content": content}),
+            ..call(id, "write_file")
+        };
+        let shell = |id, command: &str| PendingCall {
+            tool: "run".into(),
+            resource_path: None,
+            arguments: json!({"command": command}),
+            ..call(id, "run")
+        };
+        let relative = |id, path: &str| PendingCall {
+            arguments: json!({"path": path.rsplit('/').next()}),
+            ..delete(id, path)
+        };
+        let cases: Vec<(&str, Vec<PendingCall>, usize)> = vec![
+            ("same dir", vec![delete(1, "/a/x"), delete(2, "/a/y")], 1),
+            ("other dir", vec![delete(1, "/a/x"), delete(2, "/b/x")], 2),
+            ("subdir", vec![delete(1, "/a/x"), delete(2, "/a/b/x")], 2),
+            (
+                "relative arguments",
+                vec![relative(1, "/a/x"), relative(2, "/a/y")],
+                1,
+            ),
+            (
+                "other content",
+                vec![write(1, "/a/x", "one"), write(2, "/a/y", "two")],
+                2,
+            ),
+            // A value that ends like the path but is not a path component stays significant.
+            (
+                "content like the name",
+                vec![write(1, "/a/foo", "oo"), write(2, "/a/bar", "ar")],
+                2,
+            ),
+            (
+                "same content",
+                vec![write(1, "/a/x", "same"), write(2, "/a/y", "same")],
+                1,
+            ),
+            ("same command", vec![shell(1, "ls"), shell(2, "ls")], 1),
+            (
+                "other command",
+                vec![shell(1, "ls"), shell(2, "rm -rf /")],
+                2,
+            ),
+            (
+                "other reasons",
+                vec![
+                    delete(1, "/a/x"),
+                    PendingCall {
+                        reasons: vec!["other".into()],
+                        ..delete(2, "/a/y")
+                    },
+                ],
+                2,
+            ),
+            (
+                "other server",
+                vec![
+                    delete(1, "/a/x"),
+                    PendingCall {
+                        server: "fs2".into(),
+                        ..delete(2, "/a/y")
+                    },
+                ],
+                2,
+            ),
+        ];
+        for (name, calls, rows) in cases {
+            assert_eq!(group(calls).len(), rows, "{name}");
+        }
+    }
+
+    #[test]
+    fn acting_on_a_group_acts_on_each_member_and_a_member_alone() {
+        let mut s = with(flood());
+        let all = resolved_ids(&s.handle_key(&key(KeyCode::Char('a'))));
+        assert_eq!(all, (1..=12).collect::<Vec<_>>());
+        // Expanded, the members are rows of their own.
+        s.handle_key(&key(KeyCode::Right));
+        assert_eq!(s.rows().len(), 2 + 12);
+        s.handle_key(&key(KeyCode::Down));
+        s.handle_key(&key(KeyCode::Down));
+        assert_eq!(selected_ids(&s), [2]);
+        s.handle_key(&key(KeyCode::Char('d')));
+        for c in "not this one".chars() {
+            s.handle_key(&key(KeyCode::Char(c)));
+        }
+        assert_eq!(
+            s.handle_key(&key(KeyCode::Enter)),
+            Action::Resolve {
+                calls: shown(2),
+                resolution: Resolution::Denied,
+                reason: Some("not this one".into())
+            }
+        );
+        // Collapsing from a member selects its group.
+        s.handle_key(&key(KeyCode::Left));
+        assert_eq!(s.rows().len(), 2);
+        assert_eq!(s.selected, 0);
+        // The odd call out is acted on alone.
+        s.handle_key(&key(KeyCode::Down));
+        assert_eq!(resolved_ids(&s.handle_key(&key(KeyCode::Char('s')))), [99]);
+    }
+
+    #[test]
+    fn a_group_that_grows_under_the_cursor_waits_to_be_looked_at() {
+        let t0 = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(1);
+        let mut s = with(vec![delete(1, "/tmp/b/1"), delete(2, "/tmp/b/2")]);
+        s.refresh(
+            vec![delete(1, "/tmp/b/1"), delete(2, "/tmp/b/2")],
+            vec![],
+            t0,
+        );
+        let grown = vec![
+            delete(1, "/tmp/b/1"),
+            delete(2, "/tmp/b/2"),
+            delete(3, "/tmp/b/3"),
+        ];
+        s.refresh(grown.clone(), vec![], t0);
+        assert!(
+            s.status.as_deref().unwrap_or("").contains("grew"),
+            "{:?}",
+            s.status
+        );
+        assert_eq!(s.handle_key(&key(KeyCode::Char('a'))), Action::None);
+        s.refresh(grown, vec![], t0 + time::Duration::SECOND);
+        assert_eq!(
+            resolved_ids(&s.handle_key(&key(KeyCode::Char('a')))),
+            [1, 2, 3]
+        );
+        // Shrinking (members resolved elsewhere) acts on what is left, without a pause.
+        s.refresh(
+            vec![delete(1, "/tmp/b/1"), delete(3, "/tmp/b/3")],
+            vec![],
+            t0 + time::Duration::SECOND,
+        );
+        assert_eq!(
+            resolved_ids(&s.handle_key(&key(KeyCode::Char('a')))),
+            [1, 3]
+        );
+        // A single call that gains a twin becomes a group: a new row, so keys wait again.
+        let mut s = with(vec![delete(1, "/tmp/b/1")]);
+        s.refresh(vec![delete(1, "/tmp/b/1")], vec![], t0);
+        s.refresh(
+            vec![delete(1, "/tmp/b/1"), delete(2, "/tmp/b/2")],
+            vec![],
+            t0,
+        );
+        assert_eq!(s.handle_key(&key(KeyCode::Char('a'))), Action::None);
+    }
+
+    #[test]
+    fn details_scroll_by_page_within_what_was_drawn() {
+        let mut s = state(&[1]);
+        s.viewport = Viewport {
+            page: 5,
+            max_scroll: 7,
+        };
+        s.handle_key(&key(KeyCode::PageDown));
+        assert_eq!(s.scroll, 5);
+        s.handle_key(&key(KeyCode::PageDown));
+        assert_eq!(s.scroll, 7);
+        s.handle_key(&key(KeyCode::PageUp));
+        assert_eq!(s.scroll, 2);
+        s.handle_key(&key(KeyCode::PageUp));
+        assert_eq!(s.scroll, 0);
+    }
+
+    #[test]
+    fn enter_opens_the_full_view_where_keys_still_act() {
+        let mut s = state(&[1, 2]);
+        s.viewport = Viewport {
+            page: 20,
+            max_scroll: 3,
+        };
+        s.handle_key(&key(KeyCode::Enter));
+        assert_eq!(s.mode, Mode::Full);
+        // Arrows scroll the call rather than move the selection; q goes back rather than quits.
+        s.handle_key(&key(KeyCode::Down));
+        assert_eq!((s.selected, s.scroll), (0, 1));
+        assert_eq!(s.handle_key(&key(KeyCode::Char('q'))), Action::None);
+        assert_eq!((s.mode.clone(), s.scroll), (Mode::Browse, 0));
+        s.handle_key(&key(KeyCode::Enter));
+        assert_eq!(resolved_ids(&s.handle_key(&key(KeyCode::Char('a')))), [1]);
+        s.handle_key(&key(KeyCode::Char('d')));
+        assert_eq!(s.mode, Mode::DenyReason(String::new()));
+    }
+
+    #[test]
+    fn a_call_viewed_in_full_that_goes_away_returns_to_the_queue() {
+        let mut s = state(&[1, 2]);
+        s.handle_key(&key(KeyCode::Enter));
+        s.refresh(vec![call(2, "t2")], vec![], OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(s.mode, Mode::Browse);
+        assert!(s
+            .status
+            .as_deref()
+            .unwrap_or("")
+            .contains("no longer pending"));
     }
 }
