@@ -132,7 +132,7 @@ fn draw_queue(state: &State, frame: &mut Frame, area: Rect) {
     if wide {
         fixed.push(("TYPE", 8));
     }
-    let mut tail = vec![("LEFT", 6)];
+    let mut tail = vec![("LEFT", 7)];
     if wide {
         tail.insert(0, ("AGE", 6));
         tail.insert(0, ("AGENT", 14));
@@ -366,7 +366,7 @@ fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
             "↑/↓ select · a approve once · s approve for this session · d deny · Enter full view · PgUp/PgDn scroll · →/← group · q quit",
         ),
         (Mode::Browse, false) => Line::from(
-            "↑↓ select · a approve · s session · d deny · Enter view · PgDn more · →← group · q quit",
+            "↑↓ select · a approve · s session · d deny · Enter view · → group · q quit",
         ),
         (Mode::Full, true) => Line::from(
             "Esc back · ↑/↓ PgUp/PgDn scroll · a approve once · s approve for this session · d deny",

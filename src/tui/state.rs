@@ -374,6 +374,14 @@ impl State {
                     self.select(self.selected + 1);
                     Action::None
                 }
+                KeyCode::Home | KeyCode::Char('g') => {
+                    self.select(0);
+                    Action::None
+                }
+                KeyCode::End | KeyCode::Char('G') => {
+                    self.select(usize::MAX);
+                    Action::None
+                }
                 KeyCode::Right | KeyCode::Char('l' | ' ') => {
                     self.expand(true);
                     Action::None
@@ -565,6 +573,10 @@ pub(crate) mod tests {
         assert_eq!(s.selected, 2);
         s.handle_key(&key(KeyCode::Char('k')));
         assert_eq!(s.selected, 1);
+        s.handle_key(&key(KeyCode::Home));
+        assert_eq!(s.selected, 0);
+        s.handle_key(&key(KeyCode::End));
+        assert_eq!(s.selected, 2);
     }
 
     #[test]
