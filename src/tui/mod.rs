@@ -1,8 +1,9 @@
 //! `behavry approve`: the terminal app where a person approves or denies held calls.
 //!
 //! [`state`] holds what is shown and maps keys to actions, [`draw`] renders it; this module runs
-//! the loop: poll the store, redraw when something changed, read keys, write resolutions. It talks only to the store, never
-//! to a wrapper, so any number of wrappers (in other processes) can be served at once.
+//! the loop: poll the store, redraw only when something changed, read keys, write resolutions. It
+//! talks only to the store, never to a wrapper, so any number of wrappers (in other processes) can
+//! be served at once.
 
 pub mod draw;
 pub mod state;

@@ -202,9 +202,11 @@ reasons contains sprintf("%s needs a person", [input.action.name])
 "#;
 
 fn initialize_as(w: &mut Wrapper, client: &str) {
-    w.send(json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+    w.send(
+        json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": client, "version": "1"}}}));
+        "clientInfo": {"name": client, "version": "1"}}}),
+    );
     w.recv_id(&json!("init"));
     w.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
 }
@@ -218,9 +220,11 @@ fn what_a_person_judges_is_on_screen_at_80x24_and_200x50() {
         tmux.wait_for(&["nothing is waiting for approval"]);
         let mut w = home.wrap_mock();
         w.initialize();
-        w.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        w.send(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
             "name": "write_file",
-            "arguments": {"path": path, "content": "url = postgres://prod"}}}));
+            "arguments": {"path": path, "content": "url = postgres://prod"}}}),
+        );
         let screen = tmux.wait_for(&["1 call is waiting for approval"]);
         for needle in [
             "mock/write_file",
@@ -286,15 +290,20 @@ fn client_text_cannot_drive_the_approvers_terminal_or_the_log() {
     let mut names: Vec<&str> = CORPUS.iter().map(|(raw, _)| *raw).collect();
     names.push(&long);
     for (id, name) in names.iter().enumerate() {
-        w.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
-            "name": name, "arguments": {"path": "/prod/db", "note": name}}}));
+        w.send(
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": name, "arguments": {"path": "/prod/db", "note": name}}}),
+        );
     }
     let waiting = format!("{} calls are waiting for approval", names.len());
     let screen = tmux.wait_for(&[&waiting]);
     // Every name is on screen as visible escapes: in the queue's reasons column, which starts
     // with the name, and for the selected (first) call in full in the details.
     for (_, shown) in CORPUS {
-        assert!(screen.contains(shown), "{shown} is not on screen:\n{screen}");
+        assert!(
+            screen.contains(shown),
+            "{shown} is not on screen:\n{screen}"
+        );
     }
     // clientInfo.name, in full in the details of any call but the long one (which fills them).
     select_until(&tmux, "from   agent\\u{1b}]0;pwned\\u{7} for tester");
