@@ -121,6 +121,26 @@ pub struct Config {
     pub action_types: BTreeMap<String, ActionType>,
     pub wrap: WrapConfig,
     pub audit: AuditConfig,
+    pub approve: ApproveConfig,
+}
+
+/// `[approve]`: how `behavry approve` gets the attention of a person working in another window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApproveConfig {
+    /// Ring the terminal bell when a new call arrives.
+    pub bell: bool,
+    /// Keep the window title at "behavry: N waiting".
+    pub title: bool,
+}
+
+impl Default for ApproveConfig {
+    fn default() -> Self {
+        ApproveConfig {
+            bell: true,
+            title: true,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

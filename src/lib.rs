@@ -30,6 +30,8 @@
 //! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
 //!   ([`audit::writer`]).
 //! - [`cli`]: the command line: `wrap`, `log`, `policy`, and the hidden mock server used by tests.
+//! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
+//!   approver, tables, notes); machine outputs keep the exact text.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //!
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
@@ -39,6 +41,7 @@ pub mod approval;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod display;
 pub mod mock;
 pub mod policy;
 pub mod proxy;

@@ -4,10 +4,12 @@ use std::io::Write;
 
 use super::ApproveArgs;
 use crate::audit::Store;
-use crate::config::{os_user, Paths};
+use crate::config::{os_user, Config, Paths};
+use crate::display::{elide_middle, elide_start, escape, pad};
 
 pub fn run(args: ApproveArgs) -> anyhow::Result<i32> {
-    let db = Paths::resolve()?.database();
+    let paths = Paths::resolve()?;
+    let db = paths.database();
     if args.list {
         return list(&db, args.json);
     }
@@ -16,7 +18,12 @@ pub fn run(args: ApproveArgs) -> anyhow::Result<i32> {
         os_user(),
         std::process::id()
     );
-    crate::tui::run(&db, &by)?;
+    let config = Config::load(&paths.config_file())?.approve;
+    let alerts = crate::tui::Alerts {
+        bell: config.bell,
+        title: config.title,
+    };
+    crate::tui::run(&db, &by, alerts)?;
     Ok(0)
 }
 
@@ -46,15 +53,22 @@ fn list(db: &std::path::Path, json: bool) -> anyhow::Result<i32> {
         "ID", "SINCE (UTC)", "TOOL", "TYPE", "PATH"
     )?;
     for call in &pending {
+        // Client-controlled text, escaped so it cannot drive the terminal, padded by display width.
         writeln!(
             out,
-            "{:<6}  {:<19}  {:<28}  {:<7}  {:<30}  {}",
+            "{:<6}  {:<19}  {}  {}  {}  {}",
             call.id,
             call.ts.get(..19).unwrap_or(&call.ts).replace('T', " "),
-            format!("{}/{}", call.server, call.tool),
-            call.action_type,
-            call.resource_path.as_deref().unwrap_or("-"),
-            call.reasons.join("; ")
+            pad(
+                &elide_start(&format!("{}/{}", call.server, call.tool), 28),
+                28
+            ),
+            pad(&escape(&call.action_type), 7),
+            pad(
+                &elide_middle(call.resource_path.as_deref().unwrap_or("-"), 30),
+                30
+            ),
+            escape(&call.reasons.join("; "))
         )?;
     }
     writeln!(

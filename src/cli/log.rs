@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use crossterm::style::Stylize;
+use ratatui::crossterm::style::Stylize;
 
 use super::LogArgs;
 use serde_json::Value;
@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::audit::store::Stats;
 use crate::audit::{LogEntry, LogFilter, Store};
 use crate::config::Paths;
+use crate::display::{elide_middle, elide_start, escape, pad};
 
 /// How often `--follow` looks for new rows.
 pub(super) const FOLLOW_POLL: Duration = Duration::from_millis(250);
@@ -229,7 +230,7 @@ fn header() -> String {
 
 fn table_row(row: &LogEntry, colour: bool) -> String {
     let time = row.ts.get(..19).unwrap_or(&row.ts).replace('T', " ");
-    let decision_cell = format!("{:<8}", row.decision);
+    let decision_cell = pad(&escape(&row.decision), 8);
     let decision_cell = if !colour {
         decision_cell
     } else {
@@ -244,20 +245,22 @@ fn table_row(row: &LogEntry, colour: bool) -> String {
         .duration_ms
         .map(|d| format!("{d:.1}"))
         .unwrap_or_default();
+    // Every stored string is escaped (the client chose most of them) and padded by display width.
     format!(
-        "{time:<19}  {decision_cell}  {:<16}  {:<24}  {:<7}  {:<30}  {:<8}  {ms:>7}  {}",
-        row.resolution.as_deref().unwrap_or("-"),
-        clip(&tool, 24),
-        row.action_type,
-        path_cell(row, 30),
-        row.outcome.as_deref().unwrap_or("-"),
-        row.reasons.join("; ")
+        "{time:<19}  {decision_cell}  {}  {}  {}  {}  {}  {ms:>7}  {}",
+        pad(&escape(row.resolution.as_deref().unwrap_or("-")), 16),
+        pad(&clip(&tool, 24), 24),
+        pad(&escape(&row.action_type), 7),
+        pad(&path_cell(row, 30), 30),
+        pad(&escape(row.outcome.as_deref().unwrap_or("-")), 8),
+        escape(&row.reasons.join("; "))
     )
     .trim_end()
     .to_owned()
 }
 
-/// The first path and how many more the call names: `…/config.yaml +2 more`.
+/// The first path (escaped, middle-elided) and how many more the call names:
+/// `/srv/…/config.yaml +2 more`.
 fn path_cell(row: &LogEntry, width: usize) -> String {
     let first = row
         .paths
@@ -265,23 +268,18 @@ fn path_cell(row: &LogEntry, width: usize) -> String {
         .or(row.resource_path.as_ref())
         .map_or("-", String::as_str);
     match row.paths.len() {
-        0 | 1 => clip(first, width),
+        0 | 1 => elide_middle(first, width),
         n => {
             let more = format!(" +{} more", n - 1);
             let room = width.saturating_sub(more.chars().count()).max(2);
-            format!("{}{more}", clip(first, room))
+            format!("{}{more}", elide_middle(first, room))
         }
     }
 }
 
-/// Shortens `s` to `width` characters, keeping its end (the file name is the useful part).
+/// Shortens `s` to `width` columns, keeping its end (the tool name is the useful part).
 fn clip(s: &str, width: usize) -> String {
-    let count = s.chars().count();
-    if count <= width {
-        return s.to_owned();
-    }
-    let tail: String = s.chars().skip(count - (width - 1)).collect();
-    format!("…{tail}")
+    elide_start(s, width)
 }
 
 /// Parses `30s`, `15m`, `1h`, `7d` (a bare number is seconds).
@@ -358,6 +356,48 @@ mod tests {
     }
 
     #[test]
+    fn table_rows_escape_client_text_and_keep_their_columns() {
+        let mut row = LogEntry {
+            id: 1,
+            ts: "2026-11-25T10:00:00.000Z".into(),
+            session_id: "s".into(),
+            server: "fs".into(),
+            tool: "\u{1b}[1A\u{1b}[2Kx".into(),
+            method: "tools/call".into(),
+            action_type: "delete".into(),
+            resource_path: Some("/tmp/\u{202e}bd.gol".into()),
+            paths: vec![],
+            decision: "deny".into(),
+            resolution: None,
+            reasons: vec!["no\rway".into()],
+            arguments: serde_json::json!({}),
+            agent: "a".into(),
+            requester: "r".into(),
+            channel: "c".into(),
+            request_id: "7".into(),
+            outcome: None,
+            duration_ms: None,
+            policy_hash: "h".into(),
+            resolved_by: None,
+            resolved_at: None,
+        };
+        let line = table_row(&row, false);
+        assert!(!line.chars().any(crate::display::is_unsafe), "{line:?}");
+        assert!(line.contains("fs/\\u{1b}[1A\\u{1b}[2Kx"), "{line}");
+        assert!(line.contains("/tmp/\\u{202e}bd.gol"), "{line}");
+        assert!(line.ends_with("no\\u{d}way"), "{line}");
+        // The reasons column starts where the header says, whatever the tool name held.
+        row.tool = "日本語".into();
+        let wide = table_row(&row, false);
+        let at = |s: &str| crate::display::width(s.split("no\\u{d}way").next().unwrap_or(""));
+        assert_eq!(at(&wide), at(&line));
+        assert_eq!(
+            at(&line),
+            crate::display::width(header().split("REASONS").next().unwrap_or(""))
+        );
+    }
+
+    #[test]
     fn clips_from_the_left() {
         assert_eq!(clip("abc", 5), "abc");
         assert_eq!(clip("/very/long/path/file.txt", 10), "…/file.txt");
@@ -395,6 +435,11 @@ mod tests {
         row.paths.push("/srv/config.yaml".into());
         row.paths.push("/x".into());
         assert_eq!(path_cell(&row, 30), "/prod/app/config.yaml +2 more");
-        assert_eq!(path_cell(&row, 20), "…config.yaml +2 more");
+        let short = path_cell(&row, 20);
+        assert!(
+            short.starts_with("/pr") && short.ends_with("yaml +2 more"),
+            "middle-elided: {short}"
+        );
+        assert_eq!(crate::display::width(&short), 20);
     }
 }

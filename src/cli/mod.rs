@@ -74,7 +74,8 @@ struct WrapArgs {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Keys: ↑/↓ or j/k select · a approve once · s approve for the rest of the session \
-    (same server and tool) · d deny (type a reason, Enter) · q quit\n\n\
+    (same server and tool) · d deny (type a reason, Enter) · PgUp/PgDn scroll the details · \
+    Enter full view · →/← show or hide a group's calls · q quit\n\n\
     Examples:\n  \
     behavry approve\n  \
     behavry approve --list"

@@ -36,7 +36,9 @@ pub enum Channel {
 /// What the person chose in the form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Approve { session: bool },
+    Approve {
+        session: bool,
+    },
     Deny,
     /// Not a decision (cancelled, no choice, an error): the call stays held.
     Undecided(String),
@@ -61,14 +63,12 @@ pub fn answer(response: &Value) -> Answer {
     let action = result.and_then(|r| r.get("action")).and_then(Value::as_str);
     match action {
         Some("decline") => Answer::Deny,
-        Some("accept") => {
-            match result.and_then(|r| r.pointer(&format!("/content/{FIELD}"))) {
-                Some(Value::String(s)) if s == APPROVE => Answer::Approve { session: false },
-                Some(Value::String(s)) if s == APPROVE_SESSION => Answer::Approve { session: true },
-                Some(Value::String(s)) if s == DENY => Answer::Deny,
-                _ => Answer::Undecided("the form was accepted without a choice".into()),
-            }
-        }
+        Some("accept") => match result.and_then(|r| r.pointer(&format!("/content/{FIELD}"))) {
+            Some(Value::String(s)) if s == APPROVE => Answer::Approve { session: false },
+            Some(Value::String(s)) if s == APPROVE_SESSION => Answer::Approve { session: true },
+            Some(Value::String(s)) if s == DENY => Answer::Deny,
+            _ => Answer::Undecided("the form was accepted without a choice".into()),
+        },
         Some("cancel") => Answer::Undecided("the form was dismissed".into()),
         _ => Answer::Undecided("the client's answer to the form was not understood".into()),
     }
@@ -186,7 +186,10 @@ impl Relay {
         let Kind::Response { id } = message::classify(msg) else {
             return false;
         };
-        if !id.as_str().is_some_and(|s| s.starts_with(&self.forms.prefix)) {
+        if !id
+            .as_str()
+            .is_some_and(|s| s.starts_with(&self.forms.prefix))
+        {
             return false;
         }
         if let Some(tx) = lock(&self.forms.waiting).remove(&message::id_key(id)) {
@@ -197,7 +200,10 @@ impl Relay {
 
     /// Withdraws a form the call no longer needs (resolved elsewhere, cancelled, timed out).
     pub(super) async fn withdraw(&self, id: &Value) {
-        if lock(&self.forms.waiting).remove(&message::id_key(id)).is_none() {
+        if lock(&self.forms.waiting)
+            .remove(&message::id_key(id))
+            .is_none()
+        {
             return;
         }
         let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
@@ -216,9 +222,8 @@ mod tests {
 
     #[test]
     fn answers() {
-        let accept = |decision: Value| {
-            reply(json!({"action": "accept", "content": {"decision": decision}}))
-        };
+        let accept =
+            |decision: Value| reply(json!({"action": "accept", "content": {"decision": decision}}));
         let table = [
             (accept(json!("approve")), Answer::Approve { session: false }),
             (
@@ -262,7 +267,10 @@ mod tests {
         assert!(text.contains("Tool: fs/delete_file"), "{text}");
         assert!(text.contains("/tmp/a"), "{text}");
         assert!(text.contains("Why: deletes need a person"), "{text}");
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text}"
+        );
         assert_eq!(f["requestedSchema"]["required"], json!(["decision"]));
         let long = json!({"content": "x".repeat(5000)});
         let f = form(&Summary {

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use super::message::{self, POLICY_DENIED};
 use super::elicit::{self, Answer, Channel};
+use super::message::{self, POLICY_DENIED};
 use super::{lock, Pending, Relay};
 use crate::approval::{self, Released};
 use crate::audit::store::{Hold, Resolution};

@@ -153,7 +153,7 @@ fn unapproved_calls_time_out_with_advice_and_keepalives() {
     assert_eq!(progress[1]["params"]["progress"], 2);
     let message = progress[0]["params"]["message"].as_str().unwrap_or("");
     assert!(
-        message.starts_with("awaiting approval: run `behavry approve` (")
+        message.starts_with("awaiting approval: run `behavry approve` in another terminal (")
             && message.ends_with(" left)"),
         "{message}"
     );

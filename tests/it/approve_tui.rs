@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -22,9 +23,17 @@ struct Tmux {
     socket: String,
 }
 
+/// Tests run in parallel threads of one process: each tmux server gets its own socket.
+static SERVERS: AtomicUsize = AtomicUsize::new(0);
+
 impl Tmux {
     fn start(home: &Home) -> Tmux {
-        let socket = format!("behavry-test-{}", std::process::id());
+        Tmux::sized(home, 140, 40)
+    }
+
+    fn sized(home: &Home, width: u16, height: u16) -> Tmux {
+        let n = SERVERS.fetch_add(1, Ordering::Relaxed);
+        let socket = format!("behavry-test-{}-{n}", std::process::id());
         let tmux = Tmux { socket };
         let command = format!(
             "env BEHAVRY_HOME='{}' USER=tester '{BIN}' approve",
@@ -37,9 +46,9 @@ impl Tmux {
                 "-s",
                 "approve",
                 "-x",
-                "140",
+                &width.to_string(),
                 "-y",
-                "40",
+                &height.to_string(),
                 &command,
             ])
             .status()
@@ -82,6 +91,15 @@ impl Tmux {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The window title the approver set (OSC 0/2), as tmux records it.
+    fn title(&self) -> String {
+        let out = self
+            .cmd(&["display-message", "-p", "-t", "approve", "#{pane_title}"])
+            .output()
+            .expect("display-message");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     fn running(&self) -> bool {
@@ -130,7 +148,7 @@ fn approve_and_deny_from_the_terminal_app() {
         std::fs::read_to_string(root.join("yes.txt")).expect("written"),
         "approved content"
     );
-    tmux.wait_for(&["approved call", "escalate:approved"]);
+    tmux.wait_for(&["approved call", "escalate  approved"]);
 
     // Deny with a typed reason: the agent reads it, nothing is written.
     let out = std::thread::scope(|scope| {
@@ -173,5 +191,148 @@ fn approve_and_deny_from_the_terminal_app() {
     while tmux.running() {
         assert!(start.elapsed() < WAIT, "q did not quit the approver");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Escalates every governed call, with a reason built from the client's tool name.
+const ESCALATE_ALL: &str = r#"package behavry.authz
+import rego.v1
+escalate if true
+reasons contains sprintf("%s needs a person", [input.action.name])
+"#;
+
+fn initialize_as(w: &mut Wrapper, client: &str) {
+    w.send(
+        json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": client, "version": "1"}}}),
+    );
+    w.recv_id(&json!("init"));
+    w.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+}
+
+#[test]
+fn what_a_person_judges_is_on_screen_at_80x24_and_200x50() {
+    let path = "/tmp/behavry-approver/payments/config/production/database.toml";
+    for (width, height) in [(80, 24), (200, 50)] {
+        let home = Home::with_policy("p.rego", ESCALATE_WRITES);
+        let tmux = Tmux::sized(&home, width, height);
+        tmux.wait_for(&["nothing is waiting for approval"]);
+        let mut w = home.wrap_mock();
+        w.initialize();
+        w.send(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "write_file",
+            "arguments": {"path": path, "content": "url = postgres://prod"}}}),
+        );
+        let screen = tmux.wait_for(&["1 call is waiting for approval"]);
+        for needle in [
+            "mock/write_file",
+            path,
+            "writes need a person",
+            "\"content\": \"url = postgres://prod\"",
+        ] {
+            assert!(
+                screen.contains(needle),
+                "{width}x{height}: {needle:?} is not on screen:\n{screen}"
+            );
+        }
+        assert!(
+            screen.lines().count() <= usize::from(height),
+            "{width}x{height}:\n{screen}"
+        );
+        assert_eq!(tmux.title(), "behavry: 1 waiting", "{width}x{height}");
+        // The full view shows the same call; Esc returns; a approves it.
+        tmux.keys(&["Enter"]);
+        tmux.wait_for(&["Esc back", path]);
+        tmux.keys(&["Escape"]);
+        tmux.wait_for(&["Enter"]);
+        tmux.keys(&["a"]);
+        assert!(!is_error(&w.recv_id(&json!(1))), "approved, forwarded");
+        tmux.wait_for(&["nothing is waiting for approval", "approved call"]);
+        assert_eq!(tmux.title(), "behavry: 0 waiting", "{width}x{height}");
+    }
+}
+
+/// Client-controlled text that would drive a terminal if written raw, and what the person sees.
+const CORPUS: &[(&str, &str)] = &[
+    ("csi\u{1b}[2J\u{1b}[H", "csi\\u{1b}[2J\\u{1b}[H"),
+    ("osc\u{1b}]0;pwn\u{7}", "osc\\u{1b}]0;pwn\\u{7}"),
+    ("cr\r/tmp/old.log", "cr\\u{d}/tmp/old.log"),
+    ("bs\u{8}\u{8}xx", "bs\\u{8}\\u{8}xx"),
+    ("bidi\u{202e}gol.txt", "bidi\\u{202e}gol.txt"),
+    ("zw\u{200d}j", "zw\\u{200d}j"),
+];
+
+/// Presses Down until the screen shows `needle` (held calls are listed in the order they were
+/// decided, which concurrent calls do not fix).
+fn select_until(tmux: &Tmux, needle: &str) {
+    let start = Instant::now();
+    while !tmux.screen().contains(needle) {
+        assert!(
+            start.elapsed() < WAIT,
+            "never showed {needle:?}:\n{}",
+            tmux.screen()
+        );
+        tmux.keys(&["Down"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn client_text_cannot_drive_the_approvers_terminal_or_the_log() {
+    let home = Home::with_policy("p.rego", ESCALATE_ALL);
+    let tmux = Tmux::sized(&home, 120, 40);
+    tmux.wait_for(&["nothing is waiting for approval"]);
+    let mut w = home.wrap_mock();
+    initialize_as(&mut w, "agent\u{1b}]0;pwned\u{7}");
+    let long = format!("long{}", "x".repeat(3000));
+    let mut names: Vec<&str> = CORPUS.iter().map(|(raw, _)| *raw).collect();
+    names.push(&long);
+    for (id, name) in names.iter().enumerate() {
+        w.send(
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": name, "arguments": {"path": "/prod/db", "note": name}}}),
+        );
+    }
+    let waiting = format!("{} calls are waiting for approval", names.len());
+    let screen = tmux.wait_for(&[&waiting]);
+    // Every name is on screen as visible escapes: in the queue's reasons column, which starts
+    // with the name, and for the selected (first) call in full in the details.
+    for (_, shown) in CORPUS {
+        assert!(
+            screen.contains(shown),
+            "{shown} is not on screen:\n{screen}"
+        );
+    }
+    // clientInfo.name, in full in the details of any call but the long one (which fills them).
+    select_until(&tmux, "from   agent\\u{1b}]0;pwned\\u{7} for tester");
+    // The title is ours, the screen was not cleared or overwritten, the long line is cut.
+    assert_eq!(tmux.title(), format!("behavry: {} waiting", names.len()));
+    assert!(screen.starts_with("behavry approve:"), "{screen}");
+    assert!(screen.lines().all(|l| l.chars().count() <= 120), "{screen}");
+    // The overlong call, viewed in full, scrolls rather than breaks the screen.
+    tmux.keys(&["Home"]);
+    select_until(&tmux, "call   mock/longxxxx");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["Esc back", "longxxxx", "PgUp/PgDn"]);
+    tmux.keys(&["PageDown"]);
+    tmux.keys(&["Escape", "q"]);
+
+    // The log's table and `approve --list` show the same escapes, and no raw control byte.
+    let forbidden = |c: char| behavry::display::is_unsafe(c) && c != '\n';
+    for args in [&["log"][..], &["approve", "--list"][..]] {
+        let out = run(&mut home.command(args));
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        assert!(!text.chars().any(forbidden), "{args:?}: {text:?}");
+        for (_, shown) in CORPUS {
+            assert!(text.contains(shown), "{args:?}: {shown} missing:\n{text}");
+        }
+    }
+    // Machine output keeps the exact text.
+    let rows = home.log(&[]);
+    let tools: Vec<&str> = rows.iter().filter_map(|r| r["tool"].as_str()).collect();
+    for name in &names {
+        assert!(tools.contains(name), "{name:?} not kept exactly in --json");
     }
 }
