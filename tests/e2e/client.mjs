@@ -3,16 +3,24 @@
 // Usage: node tests/e2e/client.mjs SPEC.json
 //
 // SPEC.json: {"command": "...", "args": [...], "env": {...}, "cwd": "...",
-//             "calls": [{"name": "tool", "arguments": {...}}, ...]}
+//             "calls": [{"name": "tool", "arguments": {...}}, ...],
+//             "elicitation": [ANSWER, ...]}
+//
+// With "elicitation", the client declares the elicitation capability and answers the server's
+// `elicitation/create` requests with the given answers in order (the last one repeats). An answer
+// is an ElicitResult ({"action": "accept", "content": {...}} | {"action": "decline"} |
+// {"action": "cancel"}), or "hang": never answer, until the server withdraws the request.
 //
 // Prints exactly one JSON line to stdout:
 //   {"server": ..., "tools": [...], "results": [{"ok": true, "result": ...} |
-//                                               {"ok": false, "error": "...", "code": ...}]}
+//                                               {"ok": false, "error": "...", "code": ...}],
+//    "elicitations": [{"params": ..., "answer": ... | "withdrawn"}]}
 // Exits 1 (message on stderr) only if the session itself cannot be set up.
 
 import { readFile } from 'node:fs/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 // Generous, so a slow proxy start-up or policy evaluation is not reported as a failure.
 const TIMEOUT_MS = 60_000;
@@ -31,7 +39,26 @@ async function main(specPath) {
     stderr: 'inherit',
   });
 
-  const client = new Client({ name: 'behavry-e2e', version: '1.0.0' });
+  const answers = spec.elicitation;
+  const elicitations = [];
+  const client = new Client(
+    { name: 'behavry-e2e', version: '1.0.0' },
+    answers ? { capabilities: { elicitation: {} } } : undefined,
+  );
+  if (answers) {
+    client.setRequestHandler(ElicitRequestSchema, async (request, extra) => {
+      const seen = { params: request.params };
+      elicitations.push(seen);
+      const answer = answers[Math.min(elicitations.length - 1, answers.length - 1)];
+      if (answer === 'hang') {
+        await new Promise((resolve) => extra.signal.addEventListener('abort', resolve));
+        seen.answer = 'withdrawn';
+        throw new Error('withdrawn');
+      }
+      seen.answer = answer;
+      return answer;
+    });
+  }
   await client.connect(transport, { timeout: TIMEOUT_MS });
 
   try {
@@ -56,6 +83,7 @@ async function main(specPath) {
       server: client.getServerVersion() ?? null,
       tools: tools.map((t) => t.name),
       results,
+      elicitations,
     };
   } finally {
     await client.close();

@@ -335,8 +335,13 @@ pub fn node_modules() -> &'static Path {
 
 /// Runs the SDK client against `behavry wrap -- node server-filesystem <root>`.
 pub fn run_client(home: &Home, root: &Path, calls: Value) -> Value {
+    run_client_with(home, root, calls, json!({}))
+}
+
+/// [`run_client`] with more of the client's spec (`{"elicitation": [...]}`, see client.mjs).
+pub fn run_client_with(home: &Home, root: &Path, calls: Value, more: Value) -> Value {
     let server = node_modules().join("@modelcontextprotocol/server-filesystem/dist/index.js");
-    let spec = json!({
+    let mut spec = json!({
         "command": BIN,
         "args": ["wrap", "--name", "fs", "--", "node", server, root],
         "env": {
@@ -346,6 +351,9 @@ pub fn run_client(home: &Home, root: &Path, calls: Value) -> Value {
         },
         "calls": calls,
     });
+    if let (Some(spec), Some(more)) = (spec.as_object_mut(), more.as_object()) {
+        spec.extend(more.clone());
+    }
     let spec_file = home.path().join("spec.json");
     std::fs::write(&spec_file, spec.to_string()).expect("write spec");
     let out = Command::new("node")

@@ -7,6 +7,7 @@ mod attacks;
 mod audit;
 mod common;
 mod e2e;
+mod elicit;
 mod fuzz_smoke;
 mod paths;
 mod policy;
