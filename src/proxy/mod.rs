@@ -612,7 +612,8 @@ impl Relay {
         self.record_server_requests(&value);
         let started = match message::classify(&value) {
             Kind::Response { .. } => self.settle(&value),
-            Kind::Batch(items) => items.iter().fold(false, |s, m| self.settle(m) || s),
+            // Every element is settled (no short-circuit): each may record an outcome.
+            Kind::Batch(items) => items.iter().map(|m| self.settle(m)).filter(|s| *s).count() > 0,
             _ => false,
         };
         let line = self.renumber_progress(&value).unwrap_or(line);
