@@ -20,9 +20,11 @@ const SLACK: Duration = Duration::from_secs(30);
 
 /// See allow, deny and escalate on a built-in server, with nothing else installed
 #[derive(Debug, clap::Args)]
-#[command(after_help = "The demo runs `behavry wrap` in front of a built-in MCP server with the \
+#[command(
+    after_help = "The demo runs `behavry wrap` in front of a built-in MCP server with the \
     seed policy (read → allow, write under /prod → deny, delete → escalate) in a temporary \
-    directory, and removes it afterwards. Your own config, policies and audit log are not used.")]
+    directory, and removes it afterwards. Your own config, policies and audit log are not used."
+)]
 pub struct DemoArgs {
     /// How long the escalated call waits for `behavry approve` before it is denied
     #[arg(long, value_name = "SECS", default_value_t = 20)]
@@ -91,7 +93,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let db = home.0.join("behavry.db");
     let approve = format!("BEHAVRY_HOME={} behavry approve", shell_word(&home.0));
     for step in &steps {
-        writeln!(out, "→ demo/{} {}   ({})", step.tool, step.arguments, step.expect)?;
+        writeln!(
+            out,
+            "→ demo/{} {}   ({})",
+            step.tool, step.arguments, step.expect
+        )?;
         out.flush()?;
         let mut announced = false;
         let reply = wrapper.request(
@@ -232,7 +238,10 @@ impl Wrapper {
     }
 
     fn send(&mut self, message: Value) -> anyhow::Result<()> {
-        let stdin = self.stdin.as_mut().context("the wrapper's stdin is closed")?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .context("the wrapper's stdin is closed")?;
         writeln!(stdin, "{message}")
             .and_then(|()| stdin.flush())
             .context("the wrapper stopped reading")

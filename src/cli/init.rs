@@ -77,7 +77,10 @@ pub fn run() -> anyhow::Result<i32> {
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     let what = || format!("cannot prepare {}", dir.display());
     if dir.is_dir() {
-        let mode = std::fs::metadata(dir).with_context(what)?.permissions().mode();
+        let mode = std::fs::metadata(dir)
+            .with_context(what)?
+            .permissions()
+            .mode();
         if mode & 0o022 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & !0o022))
                 .with_context(what)?;
@@ -281,7 +284,11 @@ pub fn config_template() -> String {
         comment(&mut text, section.doc);
         text.push_str(&format!("[{}]\n", section.name));
         for setting in section.settings {
-            let example = if setting.is_default { "" } else { " For example:" };
+            let example = if setting.is_default {
+                ""
+            } else {
+                " For example:"
+            };
             comment(&mut text, &format!("{}{example}", setting.doc));
             text.push_str(&format!("# {} = {}\n", setting.key, setting.value));
         }

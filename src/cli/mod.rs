@@ -194,7 +194,12 @@ pub fn main() -> i32 {
         Command::Claude(args) => claude::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "behavry", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "behavry",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
         Command::Man => clap_mangen::Man::new(Cli::command())

@@ -73,14 +73,19 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
     runtime.shutdown_background();
     let code = code?;
     if !ended_by_client.load(Ordering::Relaxed) {
-        crate::note!("the server `{program}` exited on its own (exit code {code}); behavry exits with it");
+        crate::note!(
+            "the server `{program}` exited on its own (exit code {code}); behavry exits with it"
+        );
     }
     Ok(code)
 }
 
 /// For `behavry wrap npx …` (no `--`), which clap rejects: the hint to add it.
 pub fn missing_separator_hint(args: &[std::ffi::OsString]) -> Option<String> {
-    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let wrap = args.iter().position(|a| a == "wrap")?;
     if args.iter().any(|a| a == "--") {
         return None;

@@ -9,4 +9,5 @@ mod common;
 mod e2e;
 mod fuzz_smoke;
 mod policy;
+mod setup;
 mod wrap;

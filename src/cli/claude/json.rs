@@ -88,7 +88,10 @@ impl Node {
     /// An array of strings, or `None` if this is anything else.
     pub fn as_strings(&self) -> Option<Vec<String>> {
         match &self.value {
-            Value::Array(items) => items.iter().map(|i| i.as_str().map(str::to_owned)).collect(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect(),
             _ => None,
         }
     }
@@ -294,7 +297,14 @@ impl Doc {
         }
     }
 
-    fn join(&self, parts: &[String], open: char, close: char, style: &Style, depth: usize) -> String {
+    fn join(
+        &self,
+        parts: &[String],
+        open: char,
+        close: char,
+        style: &Style,
+        depth: usize,
+    ) -> String {
         if parts.is_empty() {
             return format!("{open}{close}");
         }
@@ -367,7 +377,10 @@ impl Parser<'_> {
             Some(b'f') => self.word("false", Value::Bool(false))?,
             Some(b'n') => self.word("null", Value::Null)?,
             Some(b'-' | b'0'..=b'9') => {
-                while matches!(self.peek(), Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
+                while matches!(
+                    self.peek(),
+                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                ) {
                     self.pos += 1;
                 }
                 Value::Number(self.text[start..self.pos].to_owned())
@@ -501,10 +514,16 @@ mod tests {
     fn inserts_in_the_layout_of_the_object() {
         let table: &[(&str, &str)] = &[
             ("{}", "{\n  \"k\": [\n    \"v\"\n  ]\n}"),
-            ("{\n  \"a\": 1\n}\n", "{\n  \"a\": 1,\n  \"k\": [\n    \"v\"\n  ]\n}\n"),
+            (
+                "{\n  \"a\": 1\n}\n",
+                "{\n  \"a\": 1,\n  \"k\": [\n    \"v\"\n  ]\n}\n",
+            ),
             ("{\"a\": 1}", "{\"a\": 1, \"k\": [\"v\"]}"),
             ("{\"a\":1}", "{\"a\":1,\"k\":[\"v\"]}"),
-            ("{\n    \"a\": {}\n}", "{\n    \"a\": {},\n    \"k\": [\n        \"v\"\n    ]\n}"),
+            (
+                "{\n    \"a\": {}\n}",
+                "{\n    \"a\": {},\n    \"k\": [\n        \"v\"\n    ]\n}",
+            ),
         ];
         for (before, after) in table {
             let d = doc(before);
@@ -514,12 +533,22 @@ mod tests {
         let d = doc("{\n  \"a\": {}\n}");
         let a = d.root.get("a").unwrap();
         let edit = d.insert(a, "k", &Node::string("v")).unwrap();
-        assert_eq!(d.apply(vec![edit]), "{\n  \"a\": {\n    \"k\": \"v\"\n  }\n}");
+        assert_eq!(
+            d.apply(vec![edit]),
+            "{\n  \"a\": {\n    \"k\": \"v\"\n  }\n}"
+        );
     }
 
     #[test]
     fn refuses_what_is_not_one_clear_document() {
-        for bad in ["{", "{\"a\": 1,}", "{\"a\": 1, \"a\": 2}", "[1] [2]", "", "{'a': 1}"] {
+        for bad in [
+            "{",
+            "{\"a\": 1,}",
+            "{\"a\": 1, \"a\": 2}",
+            "[1] [2]",
+            "",
+            "{'a': 1}",
+        ] {
             assert!(Doc::parse(bad.to_owned()).is_err(), "{bad}");
         }
         let deep = "[".repeat(200) + &"]".repeat(200);

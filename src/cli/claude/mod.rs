@@ -211,7 +211,7 @@ fn classify(entry: &Node) -> Entry {
 /// `entry` running `command` behind behavry.
 fn wrapped(entry: &Node, name: &str, behavry: &str, command: &[String]) -> Node {
     let mut args = vec!["wrap", "--name", name, "--"];
-    args.extend(command[1..].iter().map(String::as_str));
+    args.extend(command.iter().map(String::as_str));
     let mut new = Node::new(entry.value.clone());
     new.set("command", Node::string(behavry), None);
     new.set("args", Node::strings(&args), Some("command"));
@@ -248,10 +248,17 @@ fn add(places: &Places, name: &str, scope: Scope, command: &[String]) -> anyhow:
         if let Some(existing) = places.servers(doc, scope).and_then(|s| s.get(name)) {
             let hint = match classify(existing) {
                 Entry::Wrapped { .. } => "it is already wrapped".to_owned(),
-                Entry::Stdio { .. } => format!("wrap it with `behavry claude wrap --scope {} {name}`", scope.name()),
+                Entry::Stdio { .. } => format!(
+                    "wrap it with `behavry claude wrap --scope {} {name}`",
+                    scope.name()
+                ),
                 _ => "remove it first (`claude mcp remove`) to replace it".to_owned(),
             };
-            bail!("{} already has a server {name:?} in {} scope: {hint}", file.display(), scope.name());
+            bail!(
+                "{} already has a server {name:?} in {} scope: {hint}",
+                file.display(),
+                scope.name()
+            );
         }
         // Create what is missing on the way to `mcpServers`, inside the deepest object that exists.
         let keys = places.keys(scope);
@@ -259,17 +266,25 @@ fn add(places: &Places, name: &str, scope: Scope, command: &[String]) -> anyhow:
         let mut depth = 0;
         while let Some(next) = keys.get(depth).and_then(|k| parent.get(k)) {
             if next.members().is_none() {
-                bail!("{} is not an object in {}", keys[..=depth].join("."), file.display());
+                bail!(
+                    "{} is not an object in {}",
+                    keys[..=depth].join("."),
+                    file.display()
+                );
             }
             parent = next;
             depth += 1;
         }
-        let mut value = Node::object(vec![(name, entry.clone())]);
-        for key in keys[depth + 1..].iter().rev() {
-            value = Node::object(vec![(key, value)]);
-        }
-        let key = keys.get(depth).copied().unwrap_or(name);
-        let value = if depth == keys.len() { entry.clone() } else { value };
+        let (key, value) = match keys.get(depth) {
+            None => (name, entry.clone()),
+            Some(&missing) => {
+                let mut value = Node::object(vec![(name, entry.clone())]);
+                for key in keys.iter().skip(depth + 1).rev() {
+                    value = Node::object(vec![(key, value)]);
+                }
+                (missing, value)
+            }
+        };
         let edit = doc
             .insert(parent, key, &value)
             .context("cannot place the entry in the file")?;
@@ -321,9 +336,10 @@ fn change(places: &Places, selection: &Selection, change: Change) -> anyhow::Res
                     }
                     seen.push(name.clone());
                     let (new, said) = match (change, classify(&member.value)) {
-                        (Change::Wrap, Entry::Stdio { command }) if name.contains('/') => {
-                            (None, format!("left alone: the name contains '/' ({})", command.join(" ")))
-                        }
+                        (Change::Wrap, Entry::Stdio { command }) if name.contains('/') => (
+                            None,
+                            format!("left alone: the name contains '/' ({})", command.join(" ")),
+                        ),
                         (Change::Wrap, Entry::Stdio { command }) => (
                             Some(wrapped(&member.value, name, &places.behavry, &command)),
                             format!("wrapped: {}", command.join(" ")),
@@ -355,13 +371,23 @@ fn change(places: &Places, selection: &Selection, change: Change) -> anyhow::Res
     }
     for name in &selection.names {
         if !seen.contains(name) {
-            bail!("no server {name:?} in {}; see `behavry claude status`", scope_list(&scopes));
+            bail!(
+                "no server {name:?} in {}; see `behavry claude status`",
+                scope_list(&scopes)
+            );
         }
     }
     if seen.is_empty() {
-        writeln!(out, "no MCP servers in {}; add one with `behavry claude add NAME -- CMD`", scope_list(&scopes))?;
+        writeln!(
+            out,
+            "no MCP servers in {}; add one with `behavry claude add NAME -- CMD`",
+            scope_list(&scopes)
+        )?;
     } else if changed > 0 {
-        writeln!(out, "Restart Claude Code (or run /mcp) to pick up the change.")?;
+        writeln!(
+            out,
+            "Restart Claude Code (or run /mcp) to pick up the change."
+        )?;
     }
     Ok(0)
 }
@@ -390,14 +416,27 @@ fn status(places: &Places) -> anyhow::Result<i32> {
             let (state, command) = match classify(&member.value) {
                 Entry::Wrapped { command } => ("wrapped", command.join(" ")),
                 Entry::Stdio { command } => ("NOT wrapped", command.join(" ")),
-                Entry::Remote { kind } => ("remote", format!("({kind}; behavry wraps stdio servers)")),
+                Entry::Remote { kind } => {
+                    ("remote", format!("({kind}; behavry wraps stdio servers)"))
+                }
                 Entry::Unknown { why } => ("unknown", format!("({why})")),
             };
-            writeln!(out, "{:<8} {:<20} {:<12} {command}", scope.name(), member.key, state)?;
+            writeln!(
+                out,
+                "{:<8} {:<20} {:<12} {command}",
+                scope.name(),
+                member.key,
+                state
+            )?;
         }
     }
     if !any {
-        writeln!(out, "Claude Code has no MCP servers configured here (looked in {} and {})", places.claude_json.display(), places.mcp_json.display())?;
+        writeln!(
+            out,
+            "Claude Code has no MCP servers configured here (looked in {} and {})",
+            places.claude_json.display(),
+            places.mcp_json.display()
+        )?;
     }
     Ok(0)
 }
@@ -444,7 +483,12 @@ fn edit_file(
         let count = edits.len();
         let new = doc.apply(edits);
         // The result must still be one valid document before it replaces anything.
-        Doc::parse(new.clone()).map_err(|e| anyhow::anyhow!("internal error: the edit of {} would not be valid JSON ({e}); nothing was written", file.display()))?;
+        Doc::parse(new.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "internal error: the edit of {} would not be valid JSON ({e}); nothing was written",
+                file.display()
+            )
+        })?;
         if read_optional(&file)? != original {
             continue;
         }
@@ -520,18 +564,56 @@ mod tests {
     fn classifies_entries() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let table: &[(&str, Entry)] = &[
-            (r#"{"command": "npx", "args": ["-y", "pkg"]}"#, Entry::Stdio { command: s(&["npx", "-y", "pkg"]) }),
-            (r#"{"type": "stdio", "command": "srv"}"#, Entry::Stdio { command: s(&["srv"]) }),
+            (
+                r#"{"command": "npx", "args": ["-y", "pkg"]}"#,
+                Entry::Stdio {
+                    command: s(&["npx", "-y", "pkg"]),
+                },
+            ),
+            (
+                r#"{"type": "stdio", "command": "srv"}"#,
+                Entry::Stdio {
+                    command: s(&["srv"]),
+                },
+            ),
             (
                 r#"{"command": "/x/bin/behavry", "args": ["wrap", "--name", "fs", "--", "npx", "pkg"]}"#,
-                Entry::Wrapped { command: s(&["npx", "pkg"]) },
+                Entry::Wrapped {
+                    command: s(&["npx", "pkg"]),
+                },
             ),
-            (r#"{"command": "behavry", "args": ["wrap", "--"]}"#, Entry::Stdio { command: s(&["behavry", "wrap", "--"]) }),
-            (r#"{"type": "http", "url": "https://x"}"#, Entry::Remote { kind: "http".into() }),
-            (r#"{"type": "sse", "url": "https://x"}"#, Entry::Remote { kind: "sse".into() }),
-            (r#"{"url": "https://x"}"#, Entry::Remote { kind: "url".into() }),
-            (r#"{"command": "x", "args": "y"}"#, Entry::Unknown { why: "args is not a list of strings".into() }),
-            (r#"{"env": {}}"#, Entry::Unknown { why: "no command".into() }),
+            (
+                r#"{"command": "behavry", "args": ["wrap", "--"]}"#,
+                Entry::Stdio {
+                    command: s(&["behavry", "wrap", "--"]),
+                },
+            ),
+            (
+                r#"{"type": "http", "url": "https://x"}"#,
+                Entry::Remote {
+                    kind: "http".into(),
+                },
+            ),
+            (
+                r#"{"type": "sse", "url": "https://x"}"#,
+                Entry::Remote { kind: "sse".into() },
+            ),
+            (
+                r#"{"url": "https://x"}"#,
+                Entry::Remote { kind: "url".into() },
+            ),
+            (
+                r#"{"command": "x", "args": "y"}"#,
+                Entry::Unknown {
+                    why: "args is not a list of strings".into(),
+                },
+            ),
+            (
+                r#"{"env": {}}"#,
+                Entry::Unknown {
+                    why: "no command".into(),
+                },
+            ),
         ];
         for (text, want) in table {
             assert_eq!(&classify(&entry(text)), want, "{text}");
@@ -544,9 +626,13 @@ mod tests {
             "{\n  \"type\": \"stdio\",\n  \"command\": \"npx\",\n  \"args\": [\n    \"-y\"\n  ],\n  \"env\": {\n    \"K\": \"v\"\n  }\n}".to_owned(),
         )
         .unwrap();
-        let Entry::Stdio { command } = classify(&doc.root) else { panic!() };
+        let Entry::Stdio { command } = classify(&doc.root) else {
+            panic!()
+        };
         let w = wrapped(&doc.root, "fs", "/bin/behavry", &command);
-        let Entry::Wrapped { command: inner } = classify(&w) else { panic!("{w:?}") };
+        let Entry::Wrapped { command: inner } = classify(&w) else {
+            panic!("{w:?}")
+        };
         assert_eq!(inner, command);
         let back = unwrapped(&w, &inner);
         let edit = doc.replace(&doc.root, &back).unwrap();
