@@ -31,7 +31,7 @@ const EXIT_ERROR: i32 = 1;
         behavry init\n  \
         behavry demo\n  \
         behavry claude wrap\n  \
-        behavry claude add fs -- npx -y @modelcontextprotocol/server-filesystem ~/code\n  \
+        behavry claude add fs -- npx -y @modelcontextprotocol/server-filesystem $PWD\n  \
         behavry log --decision deny --since 1h\n  \
         behavry policy check\n\n\
         Files: BEHAVRY_HOME=<dir> keeps config.toml, policies/ and behavry.db in one directory."
@@ -49,16 +49,20 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
-    /// Write a commented config.toml and the default policies (never overwrites either)
+    /// Write a commented config.toml and the default policies (never overwrites)
     Init,
     Claude(claude::ClaudeArgs),
     Demo(demo::DemoArgs),
-    /// Print a shell completion script, e.g. `behavry completions bash > ~/.local/share/bash-completion/completions/behavry`
+    /// Print a shell completion script
+    #[command(after_help = "Examples:\n  \
+        behavry completions bash > ~/.local/share/bash-completion/completions/behavry\n  \
+        behavry completions zsh > ~/.zfunc/_behavry")]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `behavry man > ~/.local/share/man/man1/behavry.1`
+    /// Print the man page (roff)
+    #[command(after_help = "Example:\n  behavry man > ~/.local/share/man/man1/behavry.1")]
     Man,
     /// A minimal MCP server for tests and benchmarks.
     #[command(name = "mock-server", hide = true)]

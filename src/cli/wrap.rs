@@ -81,15 +81,17 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
 }
 
 /// For `behavry wrap npx …` (no `--`), which clap rejects: the hint to add it.
+/// `args` is the whole command line, program name first.
 pub fn missing_separator_hint(args: &[std::ffi::OsString]) -> Option<String> {
     let args: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let wrap = args.iter().position(|a| a == "wrap")?;
-    if args.iter().any(|a| a == "--") {
+    // `behavry wrap …`: the subcommand is the first argument (behavry has no global options).
+    if args.get(1).is_none_or(|a| a != "wrap") || args.iter().any(|a| a == "--") {
         return None;
     }
+    let wrap = 1;
     // The options `wrap` knows take a value; the first other word is where the command starts.
     let mut rest = args[wrap + 1..].iter().peekable();
     let mut options = Vec::new();
@@ -174,5 +176,42 @@ fn client_out() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
     match pipe {
         Ok(pipe) => Box::new(pipe),
         Err(_) => Box::new(tokio::io::stdout()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_at_the_missing_separator() {
+        let table: &[(&[&str], Option<&str>)] = &[
+            (
+                &["behavry", "wrap", "npx", "-y", "pkg"],
+                Some("behavry wrap -- npx -y pkg"),
+            ),
+            (
+                &["behavry", "wrap", "--name", "fs", "npx", "pkg"],
+                Some("behavry wrap --name fs -- npx pkg"),
+            ),
+            (
+                &["behavry", "wrap", "--name=fs", "srv"],
+                Some("behavry wrap --name=fs -- srv"),
+            ),
+            (&["behavry", "wrap", "--name", "fs", "--", "srv"], None),
+            (&["behavry", "wrap"], None),
+            (&["behavry", "claude", "wrap", "--scope", "nope"], None),
+        ];
+        for (args, want) in table {
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            let hint = missing_separator_hint(&args);
+            match want {
+                Some(want) => assert!(
+                    hint.as_deref().is_some_and(|h| h.ends_with(want)),
+                    "{hint:?}"
+                ),
+                None => assert_eq!(hint, None),
+            }
+        }
     }
 }
