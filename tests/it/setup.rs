@@ -446,3 +446,25 @@ fn a_client_that_hangs_up_is_not_reported_as_a_server_exit() {
     assert_eq!(code, Some(0));
     assert!(!stderr.contains("exited on its own"), "{stderr}");
 }
+
+#[test]
+fn a_hand_written_mcp_json_keeps_its_layout() {
+    let claude = Claude::new();
+    let original = "{\n\t\"mcpServers\": {\n\t\t\"a\": {\"command\": \"srv\", \"args\": [\"--x\"], \"env\": {\"K\": \"1\"}},\n\t\t\"b\": {\n\t\t\t\"command\": \"other\"\n\t\t}\n\t},\n\t\"note\": \"kept\"\n}\n";
+    std::fs::write(claude.mcp_json(), original).expect("write .mcp.json");
+    claude.ok(&["wrap", "--scope", "project", "a"]);
+    let text = read(&claude.mcp_json());
+    assert!(
+        text.contains(&format!(
+            "\t\t\"a\": {{\"command\": {}, \"args\": [\"wrap\", \"--name\", \"a\", \"--\", \"srv\", \"--x\"], \"env\": {{\"K\": \"1\"}}}},\n",
+            json!(BIN)
+        )),
+        "a one-line entry stays on one line:\n{text}"
+    );
+    assert!(
+        text.contains("\t\t\"b\": {\n\t\t\t\"command\": \"other\"\n\t\t}"),
+        "{text}"
+    );
+    claude.ok(&["unwrap", "--scope", "project"]);
+    assert_eq!(read(&claude.mcp_json()), original);
+}
