@@ -185,7 +185,7 @@ fn wrap_then_unwrap_restores_claude_json_exactly() {
     assert!(said.contains("fs: wrapped"), "{said}");
     assert!(said.contains("git: wrapped"), "{said}");
     assert!(
-        said.contains("web: left alone: a http server"),
+        said.contains("web: left alone: http server"),
         "http entries are left alone, and said so: {said}"
     );
     let wrapped = parse(&claude.claude_json());

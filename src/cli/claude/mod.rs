@@ -232,6 +232,31 @@ enum Change {
     Unwrap,
 }
 
+/// What `change` does to the entry `name`: its new value (if it changes) and what to say about it.
+fn plan(change: Change, name: &str, entry: &Node, behavry: &str) -> (Option<Node>, String) {
+    match (change, classify(entry)) {
+        (Change::Wrap, Entry::Stdio { command }) if name.contains('/') => (
+            None,
+            format!("left alone: the name contains '/' ({})", command.join(" ")),
+        ),
+        (Change::Wrap, Entry::Stdio { command }) => (
+            Some(wrapped(entry, name, behavry, &command)),
+            format!("wrapped: {}", command.join(" ")),
+        ),
+        (Change::Wrap, Entry::Wrapped { .. }) => (None, "already wrapped".into()),
+        (Change::Unwrap, Entry::Wrapped { command }) => (
+            Some(unwrapped(entry, &command)),
+            format!("unwrapped: {}", command.join(" ")),
+        ),
+        (Change::Unwrap, Entry::Stdio { .. }) => (None, "not wrapped".into()),
+        (_, Entry::Remote { kind }) => (
+            None,
+            format!("left alone: {kind} server (behavry wraps stdio servers only)"),
+        ),
+        (_, Entry::Unknown { why }) => (None, format!("left alone: {why}")),
+    }
+}
+
 fn add(places: &Places, name: &str, scope: Scope, command: &[String]) -> anyhow::Result<i32> {
     if name.is_empty() || name.contains('/') {
         bail!("the server name {name:?} must be non-empty and contain no '/'");
@@ -335,27 +360,7 @@ fn change(places: &Places, selection: &Selection, change: Change) -> anyhow::Res
                         continue;
                     }
                     seen.push(name.clone());
-                    let (new, said) = match (change, classify(&member.value)) {
-                        (Change::Wrap, Entry::Stdio { command }) if name.contains('/') => (
-                            None,
-                            format!("left alone: the name contains '/' ({})", command.join(" ")),
-                        ),
-                        (Change::Wrap, Entry::Stdio { command }) => (
-                            Some(wrapped(&member.value, name, &places.behavry, &command)),
-                            format!("wrapped: {}", command.join(" ")),
-                        ),
-                        (Change::Wrap, Entry::Wrapped { .. }) => (None, "already wrapped".into()),
-                        (Change::Unwrap, Entry::Wrapped { command }) => (
-                            Some(unwrapped(&member.value, &command)),
-                            format!("unwrapped: {}", command.join(" ")),
-                        ),
-                        (Change::Unwrap, Entry::Stdio { .. }) => (None, "not wrapped".into()),
-                        (_, Entry::Remote { kind }) => (
-                            None,
-                            format!("left alone: a {kind} server (behavry wraps stdio servers)"),
-                        ),
-                        (_, Entry::Unknown { why }) => (None, format!("left alone: {why}")),
-                    };
+                    let (new, said) = plan(change, name, &member.value, &places.behavry);
                     if let Some(new) = new {
                         edits.extend(doc.replace(&member.value, &new));
                     }
@@ -416,9 +421,10 @@ fn status(places: &Places) -> anyhow::Result<i32> {
             let (state, command) = match classify(&member.value) {
                 Entry::Wrapped { command } => ("wrapped", command.join(" ")),
                 Entry::Stdio { command } => ("NOT wrapped", command.join(" ")),
-                Entry::Remote { kind } => {
-                    ("remote", format!("({kind}; behavry wraps stdio servers)"))
-                }
+                Entry::Remote { kind } => (
+                    "remote",
+                    format!("({kind}; behavry wraps stdio servers only)"),
+                ),
                 Entry::Unknown { why } => ("unknown", format!("({why})")),
             };
             writeln!(
