@@ -29,13 +29,15 @@
 //!   ([`policy::inspect`], [`policy::testing`]).
 //! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
 //!   ([`audit::writer`]).
-//! - [`cli`]: the command line: `wrap`, `log`, `policy`, and the hidden mock server used by tests.
+//! - [`cli`]: the command line: `wrap`, `log`, `policy`, `approve`, the set-up commands (`init`,
+//!   `claude`, `demo`, `completions`, `man`), and the hidden mock server used by tests.
 //! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
 //!   approver, tables, notes); machine outputs keep the exact text.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //!
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
-//! `log`, `policy` and `paths` commands: in `wrap`, stdout is the protocol channel.
+//! commands meant for people (`log`, `policy`, `paths`, the set-up commands): in `wrap`, stdout is
+//! the protocol channel.
 
 pub mod approval;
 pub mod audit;

@@ -1,10 +1,15 @@
 //! The command line. Parsing, dispatch and the one place errors become exit codes.
 
 mod approve;
+mod claude;
+mod demo;
 mod events;
+mod init;
 mod log;
 mod policy;
 mod wrap;
+
+use clap::CommandFactory as _;
 
 use std::path::PathBuf;
 
@@ -23,7 +28,10 @@ const EXIT_ERROR: i32 = 1;
         is decided by the Rego policies in your policy directory (allow, deny or escalate) and recorded \
         before it moves on. `behavry log` shows the audit trail.",
     after_help = "Examples:\n  \
-        claude mcp add fs -- behavry wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/code\n  \
+        behavry init\n  \
+        behavry demo\n  \
+        behavry claude wrap\n  \
+        behavry claude add fs -- npx -y @modelcontextprotocol/server-filesystem $PWD\n  \
         behavry log --decision deny --since 1h\n  \
         behavry policy check\n\n\
         Files: BEHAVRY_HOME=<dir> keeps config.toml, policies/ and behavry.db in one directory."
@@ -41,6 +49,21 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
+    /// Write a commented config.toml and the default policies (never overwrites)
+    Init,
+    Claude(claude::ClaudeArgs),
+    Demo(demo::DemoArgs),
+    /// Print a shell completion script
+    #[command(after_help = "Examples:\n  \
+        behavry completions bash > ~/.local/share/bash-completion/completions/behavry\n  \
+        behavry completions zsh > ~/.zfunc/_behavry")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    #[command(after_help = "Example:\n  behavry man > ~/.local/share/man/man1/behavry.1")]
+    Man,
     /// A minimal MCP server for tests and benchmarks.
     #[command(name = "mock-server", hide = true)]
     MockServer,
@@ -153,13 +176,41 @@ struct LogArgs {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                let args: Vec<_> = std::env::args_os().collect();
+                if let Some(hint) = wrap::missing_separator_hint(&args) {
+                    crate::note!("{hint}");
+                }
+            }
+            return e.exit_code();
+        }
+    };
     let result = match cli.command {
         Command::Wrap(args) => wrap::run(args),
         Command::Log(args) => log::run(args),
         Command::Approve(args) => approve::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Paths => paths(),
+        Command::Init => init::run(),
+        Command::Claude(args) => claude::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "behavry",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| 0)
+            .map_err(anyhow::Error::from),
         Command::MockServer => crate::mock::run().map(|()| 0).map_err(anyhow::Error::from),
     };
     match result {

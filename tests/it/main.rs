@@ -11,4 +11,5 @@ mod elicit;
 mod fuzz_smoke;
 mod paths;
 mod policy;
+mod setup;
 mod wrap;
