@@ -375,3 +375,20 @@ pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// The real Claude Code CLI from the pinned end-to-end packages (installed on first use).
+pub fn claude_code() -> PathBuf {
+    let bin = node_modules().join(".bin/claude");
+    if !bin.exists() {
+        // A checkout whose node_modules predates the Claude Code pin.
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(e2e_dir())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("the Claude Code tests need npm (Node.js >= 20) on PATH: {e}")
+            });
+        assert!(status.success(), "npm ci in {} failed", e2e_dir().display());
+    }
+    bin
+}
