@@ -50,6 +50,8 @@ struct Setup {
     /// When set, the frames between Claude Code and behavry are copied here (`client.log` what
     /// Claude Code sent, `server.log` what behavry answered).
     tap: Option<PathBuf>,
+    /// Whether the wrapped server is [`ASKER`] rather than the filesystem server.
+    asker: bool,
 }
 
 impl Setup {
@@ -64,6 +66,7 @@ impl Setup {
             root,
             api: MessagesApi::start(),
             tap: None,
+            asker: false,
         }
     }
 
@@ -73,30 +76,57 @@ impl Setup {
         self
     }
 
+    /// Wraps [`ASKER`] (as `asker`) instead of the filesystem server.
+    fn with_asker(mut self) -> Setup {
+        self.asker = true;
+        self
+    }
+
+    /// The MCP server's name in Claude Code (its tools are `mcp__<name>__<tool>`).
+    fn name(&self) -> &'static str {
+        if self.asker {
+            "asker"
+        } else {
+            "fs"
+        }
+    }
+
     fn path(&self, name: &str) -> String {
         self.root.join(name).display().to_string()
     }
 
-    /// The `--mcp-config` file: one stdio server `fs`, behavry around the filesystem server.
+    /// The `--mcp-config` file: one stdio server, behavry around the filesystem server (`fs`) or,
+    /// [`Setup::with_asker`], around [`ASKER`] (`asker`).
     fn mcp_config(&self) -> PathBuf {
-        let server = node_modules().join("@modelcontextprotocol/server-filesystem/dist/index.js");
+        let server: Vec<Value> = if self.asker {
+            let script = self.home.path().join("asker.cjs");
+            std::fs::write(&script, ASKER).expect("write the asker server");
+            vec![json!("node"), json!(script)]
+        } else {
+            let fs = node_modules().join("@modelcontextprotocol/server-filesystem/dist/index.js");
+            vec![json!("node"), json!(fs), json!(self.root)]
+        };
+        let mut wrap = vec![
+            json!(BIN),
+            json!("wrap"),
+            json!("--name"),
+            json!(self.name()),
+        ];
+        wrap.push(json!("--"));
+        wrap.extend(server);
         let (command, args) = match &self.tap {
-            None => (
-                BIN.to_string(),
-                json!(["wrap", "--name", "fs", "--", "node", server, self.root]),
-            ),
+            None => (wrap[0].clone(), json!(wrap[1..])),
             Some(tap) => {
                 std::fs::create_dir_all(tap).expect("tap dir");
                 // tee copies each direction without buffering; the pipeline ends when Claude Code
                 // closes its end.
-                let script = r#"tee -a "$0/client.log" | "$1" wrap --name fs -- node "$2" "$3" | tee -a "$0/server.log""#;
-                (
-                    "sh".to_string(),
-                    json!(["-c", script, tap, BIN, server, self.root]),
-                )
+                let script = r#"tee -a "$0/client.log" | "$@" | tee -a "$0/server.log""#;
+                let mut args = vec![json!("-c"), json!(script), json!(tap)];
+                args.extend(wrap);
+                (json!("sh"), json!(args))
             }
         };
-        let config = json!({"mcpServers": {"fs": {
+        let config = json!({"mcpServers": {self.name(): {
             "type": "stdio",
             "command": command,
             "args": args,
@@ -145,7 +175,12 @@ impl Setup {
             "claude exit: {:?}\n--- claude stderr ---\n{}\n--- claude stdout ---\n{}\n--- requests to the stand-in ---\n{}",
             run.code,
             run.stderr,
-            run.stdout,
+            // stream-json: one event a line; the first lists every tool and goes on for pages.
+            run.stdout
+                .lines()
+                .map(|l| l.chars().take(1500).collect::<String>())
+                .collect::<Vec<_>>()
+                .join("\n"),
             self.api.transcript()
         )
     }
@@ -621,4 +656,58 @@ fn eventually_long(run: &mut Run, mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A one-tool MCP server: `ask` (read-only) asks the client for input with `elicitation/create`
+/// and answers the call with what the client said.
+const ASKER: &str = r#"
+const send = (m) => process.stdout.write(JSON.stringify(m) + "\n");
+let call = null;
+require("readline").createInterface({ input: process.stdin }).on("line", (line) => {
+  const m = JSON.parse(line);
+  if (m.method === "initialize") {
+    send({ jsonrpc: "2.0", id: m.id, result: { protocolVersion: m.params.protocolVersion,
+      capabilities: { tools: {} }, serverInfo: { name: "asker", version: "1.0.0" } } });
+  } else if (m.method === "tools/list") {
+    send({ jsonrpc: "2.0", id: m.id, result: { tools: [{ name: "ask",
+      inputSchema: { type: "object" }, annotations: { readOnlyHint: true } }] } });
+  } else if (m.method === "tools/call") {
+    call = m.id;
+    send({ jsonrpc: "2.0", id: "ask-1", method: "elicitation/create", params: {
+      message: "Go ahead?", requestedSchema: { type: "object",
+        properties: { ok: { type: "boolean" } } } } });
+  } else if (m.id === "ask-1" && m.method === undefined) {
+    send({ jsonrpc: "2.0", id: call, result: { content: [{ type: "text",
+      text: "the client answered " + JSON.stringify(m.result ?? m.error) }] } });
+  } else if (m.id !== undefined && m.method !== undefined) {
+    send({ jsonrpc: "2.0", id: m.id, error: { code: -32601, message: "method not found" } });
+  }
+});
+"#;
+
+/// A server's own `elicitation/create` reaches Claude Code through behavry, and Claude Code's
+/// answer reaches the server under the server's id (`claude -p` cannot show a form: it cancels).
+#[test]
+fn a_servers_elicitation_reaches_claude_code_and_its_answer_the_server() {
+    let setup = Setup::new().with_asker().tapped();
+    setup
+        .api
+        .script(vec![ToolUse::new("mcp__asker__ask", json!({}))]);
+
+    let run = setup.spawn("Ask me", &["mcp__asker__ask"]).finish();
+    let result = setup.tool_result(0, &run);
+    let report = setup.report(&run);
+    assert_eq!(
+        result_text(&result),
+        r#"the client answered {"action":"cancel"}"#,
+        "{report}"
+    );
+    let forms: Vec<Value> = setup
+        .tapped_frames("server.log")
+        .into_iter()
+        .filter(|f| f["method"] == "elicitation/create")
+        .collect();
+    assert_eq!(forms.len(), 1, "{forms:?}\n{report}");
+    assert_eq!(forms[0]["id"], "ask-1", "{report}");
+    assert_eq!(forms[0]["params"]["message"], "Go ahead?", "{report}");
 }
