@@ -154,6 +154,15 @@ impl Setup {
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
             .env("DISABLE_TELEMETRY", "1")
             .env("DISABLE_AUTOUPDATER", "1")
+            // By default `claude -p` asks the model after at most 5 s even when an MCP server is
+            // still connecting (its tools missing); behavry and node take longer on a busy machine.
+            // Measured on 2.1.197: both variables are needed to make it wait.
+            .env("MCP_CONNECTION_NONBLOCKING", "false")
+            .env(
+                "MCP_CONNECT_TIMEOUT_MS",
+                CLAUDE_WAIT.as_millis().to_string(),
+            )
+            .env("MCP_TIMEOUT", CLAUDE_WAIT.as_millis().to_string())
             .env("BEHAVRY_HOME", self.home.path())
             .env("USER", "tester")
             .stdin(Stdio::null())
