@@ -382,7 +382,7 @@ fn write_file(setup: &Setup, name: &str, content: &str) -> ToolUse {
     )
 }
 
-/// `tests/it/claude_code.rs` tools: the ones these runs call.
+/// The tools the runs on the filesystem server may call without a prompt from Claude Code.
 const TOOLS: &[&str] = &["mcp__fs__read_text_file", "mcp__fs__write_file"];
 
 #[test]
