@@ -22,6 +22,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_journal.sql"),
 ];
 
+/// How long one SQLite call waits for another process's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening keeps retrying while other processes create or migrate the same file.
+const OPEN_PATIENCE: Duration = Duration::from_secs(15);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create {path}: {source}")]
@@ -40,6 +45,22 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+}
+
+impl StoreError {
+    /// Whether another process holding the database explains it: worth trying again.
+    pub fn is_contention(&self) -> bool {
+        match self {
+            StoreError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// How hard each commit tries to reach the disk.
@@ -283,7 +304,30 @@ impl Store {
         Store::open_with(path, Durability::Normal)
     }
 
+    /// Opens the store, waiting out other processes that are creating or migrating the same file.
+    ///
+    /// Several wrappers start in the same instant (a client launches every configured server at
+    /// once), and on a new file one of them switches it to WAL and creates the schema while the
+    /// others open it. Some of those steps report SQLITE_BUSY without consulting the busy timeout
+    /// (changing the journal mode, reading a schema another connection is writing), so the whole
+    /// set-up is retried with backoff until [`OPEN_PATIENCE`] runs out.
     pub fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match Store::open_once(path, durability) {
+                Err(e) if e.is_contention() && started.elapsed() < OPEN_PATIENCE => {
+                    // Jitter by pid so processes that collided once do not collide again in step.
+                    let jitter = Duration::from_millis(u64::from(std::process::id() % 7));
+                    std::thread::sleep(pause + jitter);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.exists()) {
             let create = |source| StoreError::CreateDir {
@@ -298,10 +342,18 @@ impl Store {
         }
         let sql = sqlite_err(&shown);
         let conn = Connection::open(path).map_err(&sql)?;
-        // Several wrappers write at once; wait for each other's short transactions rather than fail.
-        conn.busy_timeout(Duration::from_secs(5)).map_err(&sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // First, before anything touches the file: several wrappers write at once; wait for each
+        // other's short transactions rather than fail.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&sql)?;
+        // WAL is a property of the file: once one process switched it, the others only read it
+        // (switching needs an exclusive lock, and contends with everyone opening the file).
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .map_err(&sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(&sql)?;
+        }
         // In WAL mode NORMAL survives a crashed process; only power loss can drop the last commits.
         let synchronous = match durability {
             Durability::Normal => "NORMAL",
@@ -317,8 +369,19 @@ impl Store {
         Ok(store)
     }
 
+    /// Applies the migrations this file lacks, all in one IMMEDIATE transaction: a process that
+    /// opens the file meanwhile waits, then sees the finished schema.
     fn migrate(&mut self) -> Result<(), StoreError> {
         let sql = sqlite_err(&self.path);
+        let known = MIGRATIONS.len() as i64;
+        // Up to date (the usual case): no write lock, so readers never queue behind writers here.
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(&sql)?;
+        if version == known {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -326,7 +389,6 @@ impl Store {
         let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(&sql)?;
-        let known = MIGRATIONS.len() as i64;
         if version > known {
             return Err(StoreError::TooNew {
                 path: self.path.clone(),

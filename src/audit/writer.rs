@@ -2,7 +2,7 @@
 //! processes' locks), so they run here, never on the async workers; the proxy talks to this thread
 //! through [`AuditHandle`]. Commands run one at a time, in the order they were sent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,7 +13,8 @@ use super::store::{
     DecisionRow, Durability, Hold, Outcome, Owner, Resolution, Resolved, Store, StoreError,
 };
 
-type Job = Box<dyn FnOnce(&mut Store) + Send>;
+/// Runs on the audit thread with the store, or with the reason it is unavailable.
+type Job = Box<dyn FnOnce(Result<&mut Store, &str>) + Send>;
 
 enum Command {
     Run(Job),
@@ -21,11 +22,14 @@ enum Command {
     Finish,
 }
 
-/// A cheap, cloneable handle to the audit thread. If the store could not be opened, every
-/// request fails with the reason, so governed calls are denied (fail closed).
+/// A cheap, cloneable handle to the audit thread. While the store cannot be opened, every
+/// request fails with the reason, so governed calls are denied (fail closed); the thread tries to
+/// open it again before each request, so a wrapper that lost a race at start heals on its own.
 #[derive(Clone)]
 pub struct AuditHandle {
     inner: Result<mpsc::Sender<Command>, String>,
+    /// Why the store could not be opened at start, if it could not.
+    at_start: Option<String>,
 }
 
 /// Finished on shutdown so every queued row reaches the database before the process exits.
@@ -44,22 +48,51 @@ impl AuditThread {
 
 const STOPPED: &str = "the audit thread has stopped";
 
+/// The store, or why it could not be opened (tried again on the next request).
+struct Opener {
+    path: PathBuf,
+    durability: Durability,
+    store: Result<Store, String>,
+}
+
+impl Opener {
+    fn get(&mut self) -> Result<&mut Store, &str> {
+        if self.store.is_err() {
+            if let Ok(store) = Store::open_with(&self.path, self.durability) {
+                crate::note!(
+                    "audit store {} is available again; governed calls are decided as usual",
+                    self.path.display()
+                );
+                self.store = Ok(store);
+            }
+        }
+        match &mut self.store {
+            Ok(store) => Ok(store),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl AuditHandle {
     /// Opens the store at `path` on a new thread. A store that cannot be opened still yields a
-    /// handle, one that refuses every request with the error.
+    /// handle: requests fail with the error (and the thread retries) until it opens.
     pub fn open(path: &Path, durability: Durability) -> (AuditHandle, AuditThread) {
-        let store = match Store::open_with(path, durability) {
-            Ok(store) => store,
-            Err(e) => return (AuditHandle::unavailable(e.to_string()), AuditThread(None)),
+        let store = Store::open_with(path, durability).map_err(|e| e.to_string());
+        let at_start = store.as_ref().err().cloned();
+        let opener = Opener {
+            path: path.to_path_buf(),
+            durability,
+            store,
         };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("behavry-audit".into())
-            .spawn(move || serve(store, rx));
+            .spawn(move || serve(opener, rx));
         match thread {
             Ok(handle) => (
                 AuditHandle {
                     inner: Ok(tx.clone()),
+                    at_start,
                 },
                 AuditThread(Some((tx, handle))),
             ),
@@ -71,12 +104,23 @@ impl AuditHandle {
     }
 
     pub fn unavailable(reason: String) -> AuditHandle {
-        AuditHandle { inner: Err(reason) }
+        AuditHandle {
+            at_start: Some(reason.clone()),
+            inner: Err(reason),
+        }
     }
 
-    /// The reason the store is unusable, if it is.
+    /// Why the store was unusable at start, if it was. Requests may succeed later: the store is
+    /// opened again before each one while it is unavailable.
     pub fn error(&self) -> Option<&str> {
-        self.inner.as_ref().err().map(String::as_str)
+        self.at_start.as_deref()
+    }
+
+    /// Queues `job` on the audit thread without waiting.
+    fn send(&self, job: Job) {
+        if let Ok(sender) = &self.inner {
+            let _ = sender.send(Command::Run(job));
+        }
     }
 
     /// Runs `job` on the audit thread and waits for its result.
@@ -87,7 +131,11 @@ impl AuditHandle {
         let sender = self.inner.as_ref().map_err(Clone::clone)?;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |store| {
-            let _ = tx.send(job(store).map_err(|e| e.to_string()));
+            let result = match store {
+                Ok(store) => job(store).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_owned()),
+            };
+            let _ = tx.send(result);
         });
         sender
             .send(Command::Run(job))
@@ -127,48 +175,66 @@ impl AuditHandle {
         self.call(move |store| store.abandon_held(owner)).await
     }
 
+    /// Queues `job`; nothing waits for it. A failure is reported on stderr as "could not record
+    /// {what}".
+    fn queue(
+        &self,
+        what: impl FnOnce() -> String + Send + 'static,
+        job: impl FnOnce(&mut Store) -> Result<(), StoreError> + Send + 'static,
+    ) {
+        self.send(Box::new(move |store| {
+            let result = match store {
+                Ok(store) => job(store).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_owned()),
+            };
+            if let Err(e) = result {
+                crate::note!("could not record {}: {e}", what());
+            }
+        }));
+    }
+
     /// Appends a record that is not about one decision; nothing waits for it.
     pub fn event(&self, kind: super::chain::Kind, body: serde_json::Value) {
-        if let Ok(sender) = &self.inner {
-            let job: Job = Box::new(move |store| {
-                if let Err(e) = store.record_event(kind, &body) {
-                    crate::note!("could not record a {} event: {e}", kind.as_str());
-                }
-            });
-            let _ = sender.send(Command::Run(job));
-        }
+        self.queue(
+            move || format!("a {} event", kind.as_str()),
+            move |store| store.record_event(kind, &body).map(drop),
+        );
     }
 
     /// Queues the outcome of a forwarded call; nothing waits for it.
     pub fn outcome(&self, id: i64, outcome: Outcome, duration_ms: f64) {
-        if let Ok(sender) = &self.inner {
-            let job: Job = Box::new(move |store| {
-                if let Err(e) = store.record_outcome(id, outcome, duration_ms) {
-                    crate::note!("could not record the outcome of audit row {id}: {e}");
-                }
-            });
-            let _ = sender.send(Command::Run(job));
-        }
+        self.queue(
+            move || format!("the outcome of audit row {id}"),
+            move |store| store.record_outcome(id, outcome, duration_ms),
+        );
     }
 }
 
 /// How long the audit thread must be idle before it folds the WAL back into the database.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
 
-fn serve(mut store: Store, rx: mpsc::Receiver<Command>) {
-    // Checkpoints copy the WAL into the database and may fsync; SQLite runs them inside whichever
-    // commit crosses the threshold, stalling that call. Run them while idle instead.
-    store.defer_checkpoints();
+fn serve(mut opener: Opener, rx: mpsc::Receiver<Command>) {
+    let mut deferred = false;
     let mut dirty = false;
     loop {
         match rx.recv_timeout(IDLE_CHECKPOINT) {
             Ok(Command::Run(job)) => {
-                job(&mut store);
+                let store = opener.get();
+                if let (Ok(store), false) = (&store, deferred) {
+                    // Checkpoints copy the WAL into the database and may fsync; SQLite runs them
+                    // inside whichever commit crosses the threshold, stalling that call. Run them
+                    // while idle instead.
+                    store.defer_checkpoints();
+                    deferred = true;
+                }
+                job(store);
                 dirty = true;
             }
             Ok(Command::Finish) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) if dirty => {
-                store.checkpoint();
+                if let Ok(store) = &opener.store {
+                    store.checkpoint();
+                }
                 dirty = false;
             }
             Err(RecvTimeoutError::Timeout) => {}

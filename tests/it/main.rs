@@ -8,5 +8,6 @@ mod audit;
 mod common;
 mod e2e;
 mod fuzz_smoke;
+mod launch;
 mod policy;
 mod wrap;
