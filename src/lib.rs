@@ -30,6 +30,8 @@
 //!   ([`audit::writer`]).
 //! - [`cli`]: the command line: `wrap`, `log`, `policy`, and the hidden mock server used by tests.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
+//! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
+//!   that never reads stderr cannot stall the proxy.
 //!
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
 //! `log`, `policy` and `paths` commands: in `wrap`, stdout is the protocol channel.
@@ -39,14 +41,16 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod mock;
+pub mod notes;
 pub mod policy;
 pub mod proxy;
 pub mod tui;
 
-/// Writes a diagnostic line to stderr. Never stdout: in `wrap`, stdout carries MCP frames.
+/// Queues a diagnostic line for stderr (see [`notes`]: never blocks, flushed at exit). Never
+/// stdout: in `wrap`, stdout carries MCP frames.
 #[macro_export]
 macro_rules! note {
     ($($arg:tt)*) => {
-        eprintln!("behavry: {}", format_args!($($arg)*))
+        $crate::notes::note(format_args!($($arg)*))
     };
 }

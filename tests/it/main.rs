@@ -10,4 +10,5 @@ mod e2e;
 mod fuzz_smoke;
 mod launch;
 mod policy;
+mod stderr;
 mod wrap;
