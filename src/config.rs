@@ -121,6 +121,23 @@ pub struct Config {
     pub action_types: BTreeMap<String, ActionType>,
     pub wrap: WrapConfig,
     pub audit: AuditConfig,
+    pub approval: ApprovalConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// How many calls one wrapper holds for approval at once; beyond it, escalations are denied
+    /// at once with a reason that says so (a flood must not bury the call that matters).
+    pub max_held: usize,
+}
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        ApprovalConfig {
+            max_held: crate::approval::DEFAULT_MAX_HELD,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -269,6 +286,15 @@ mod tests {
         assert_eq!(cfg.agent.role, "developer");
         assert_eq!(cfg.agent.risk_tier, "low");
         assert!(cfg.action_types.is_empty());
+        assert_eq!(cfg.approval.max_held, 8);
+    }
+
+    #[test]
+    fn reads_the_held_call_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[approval]\nmax_held = 3\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().approval.max_held, 3);
     }
 
     #[test]

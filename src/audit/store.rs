@@ -677,6 +677,48 @@ impl Store {
         }))
     }
 
+    /// The resolved ones among escalations `ids` (pending and unknown ones are left out): one
+    /// query however many calls a wrapper holds.
+    pub fn resolutions(&self, ids: &[i64]) -> Result<Vec<(i64, Resolved)>, StoreError> {
+        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT decision_id, state, deny_reason, resolved_by FROM approvals
+                 WHERE state != 'pending' AND decision_id IN (SELECT value FROM json_each(?1))",
+            )
+            .map_err(self.sqlite())?;
+        let rows = stmt
+            .query_map([ids], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(self.sqlite())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sqlite())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, state, reason, by)| {
+                Resolution::parse(&state).map(|resolution| {
+                    let by = by.unwrap_or_default();
+                    (id, Resolved { resolution, reason, by })
+                })
+            })
+            .collect())
+    }
+
+    /// A number that changes whenever another connection (another process) commits: a cheap
+    /// way to learn that nothing was resolved since the last look (`PRAGMA data_version`).
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.sqlite())
+    }
+
     /// Pending escalations whose wrapper is still alive, oldest first. Escalations whose wrapper is
     /// gone are resolved `abandoned` on the way.
     pub fn pending(&mut self) -> Result<Vec<PendingCall>, StoreError> {

@@ -159,6 +159,16 @@ impl AuditHandle {
         self.call(move |store| store.resolution(id)).await
     }
 
+    /// The resolved ones among escalations `ids`.
+    pub async fn resolutions(&self, ids: Vec<i64>) -> Result<Vec<(i64, Resolved)>, String> {
+        self.call(move |store| store.resolutions(&ids)).await
+    }
+
+    /// Changes whenever another process commits to the store (see [`Store::data_version`]).
+    pub async fn data_version(&self) -> Result<i64, String> {
+        self.call(|store| store.data_version()).await
+    }
+
     /// Resolves the escalation `id` if it is still pending; whether this call resolved it.
     pub async fn resolve(
         &self,
