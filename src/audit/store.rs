@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::chain::{self, Kind};
 
-pub use events::{EventEntry, EventFilter};
+pub use events::{request_id, EventEntry, EventFilter, RefusedFrame, SessionRecord};
 
 /// Forward-only migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -84,6 +84,8 @@ pub enum Outcome {
     Error,
     /// The server answered with a tool result flagged `isError`.
     IsError,
+    /// The client cancelled the call (`notifications/cancelled`) before it was answered.
+    Cancelled,
 }
 
 impl Outcome {
@@ -92,6 +94,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
             Outcome::IsError => "is_error",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -228,7 +231,7 @@ pub struct DecisionRow {
     pub resource_path: Option<String>,
     pub decision: String,
     pub reasons: Vec<String>,
-    /// Redacted before it reaches the store (see [`redact`]).
+    /// Stored redacted (see [`redact`]): the store does it on write.
     pub arguments: Value,
     pub agent: String,
     pub requester: String,
@@ -258,6 +261,7 @@ pub struct LogEntry {
     pub agent: String,
     pub requester: String,
     pub channel: String,
+    /// The JSON-RPC id as JSON text: `2`, `"abc"` (see [`request_id`]).
     pub request_id: String,
     pub outcome: Option<String>,
     pub duration_ms: Option<f64>,
@@ -421,7 +425,8 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let ts = now_rfc3339();
         let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
-        let arguments = chain::canonical(&row.arguments);
+        // Redacted here, where the data lands, so no caller can forget it.
+        let arguments = chain::canonical(&redact(&row.arguments));
         let body = decision_body(&DecisionFields {
             ts: &ts,
             session_id: &row.session_id,
@@ -502,12 +507,44 @@ impl Store {
     }
 
     /// Appends a record that is not about one decision (policy reloads, server requests).
+    /// Secret-looking values are redacted here, where the data lands, whoever the caller.
     pub fn record_event(&mut self, kind: Kind, body: &Value) -> Result<i64, StoreError> {
         let sql = sqlite_err(&self.path);
+        let body = redact(body);
         let tx = self.write_tx()?;
-        let seq = chain::append(&tx, &now_rfc3339(), kind, None, body).map_err(&sql)?;
+        let seq = chain::append(&tx, &now_rfc3339(), kind, None, &body).map_err(&sql)?;
         tx.commit().map_err(&sql)?;
         Ok(seq)
+    }
+
+    /// Records a client frame refused before evaluation.
+    pub fn record_refused_frame(&mut self, frame: &RefusedFrame) -> Result<i64, StoreError> {
+        self.record_event(Kind::RefusedFrame, &frame.body())
+    }
+
+    /// Records a session's client and what was negotiated.
+    pub fn record_session(&mut self, session: &SessionRecord) -> Result<i64, StoreError> {
+        let body = serde_json::to_value(session).unwrap_or(Value::Null);
+        self.record_event(Kind::Session, &body)
+    }
+
+    /// Records a request the server sent the client; its params are redacted here.
+    pub fn record_server_request(
+        &mut self,
+        session_id: &str,
+        server: &str,
+        method: &str,
+        id: &Value,
+        params: &Value,
+    ) -> Result<i64, StoreError> {
+        let body = json!({
+            "session_id": session_id,
+            "server": server,
+            "method": method,
+            "request_id": request_id(id),
+            "params": params,
+        });
+        self.record_event(Kind::ServerRequest, &body)
     }
 
     /// Leaves WAL checkpoints to [`Store::checkpoint`], except as a safety net when the WAL
@@ -586,10 +623,13 @@ impl Store {
             "SELECT * FROM (SELECT d.id, d.ts, d.session_id, d.server, d.tool, d.method, d.action_type,
                 d.resource_path, d.decision, json_extract(r.body, '$.resolution'), d.reasons, d.arguments,
                 d.agent, d.requester, d.channel, d.request_id, json_extract(o.body, '$.outcome'),
-                json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts
+                json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts,
+                json_extract(r.body, '$.reason'),
+                CAST(round((julianday(a.expires_at) - julianday(a.created_at)) * 86400) AS INTEGER)
              FROM decisions d
              LEFT JOIN journal o ON o.ref_seq = d.id AND o.kind = 'outcome'
              LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
+             LEFT JOIN approvals a ON a.decision_id = d.id
              {where_sql} ORDER BY d.id DESC LIMIT {limit})
              ORDER BY 1 ASC"
         );
@@ -600,6 +640,25 @@ impl Store {
                 |r| {
                     let reasons: String = r.get(10)?;
                     let arguments: String = r.get(11)?;
+                    let resolution: Option<String> = r.get(9)?;
+                    let resolved_by: Option<String> = r.get(19)?;
+                    let denied_because: Option<String> = r.get(21)?;
+                    let held_for: Option<i64> = r.get(22)?;
+                    // The reasons the agent was given: the policy's, then how the wait ended.
+                    let mut reasons: Vec<String> =
+                        serde_json::from_str(&reasons).unwrap_or_default();
+                    reasons.extend(resolution_reason(
+                        resolution.as_deref().and_then(Resolution::parse),
+                        denied_because.as_deref(),
+                        resolved_by.as_deref().unwrap_or(""),
+                        held_for.map(|s| Duration::from_secs(s.max(0) as u64)),
+                    ));
+                    // A held call the client cancelled never reached the server: that is its
+                    // outcome, as for a forwarded call the client cancelled.
+                    let outcome: Option<String> = r.get::<_, Option<String>>(16)?.or_else(|| {
+                        (resolution.as_deref() == Some(Resolution::Cancelled.as_str()))
+                            .then(|| Outcome::Cancelled.as_str().to_owned())
+                    });
                     Ok(LogEntry {
                         id: r.get(0)?,
                         ts: r.get(1)?,
@@ -610,17 +669,17 @@ impl Store {
                         action_type: r.get(6)?,
                         resource_path: r.get(7)?,
                         decision: r.get(8)?,
-                        resolution: r.get(9)?,
-                        reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                        resolution,
+                        reasons,
                         arguments: serde_json::from_str(&arguments).unwrap_or(Value::Null),
                         agent: r.get(12)?,
                         requester: r.get(13)?,
                         channel: r.get(14)?,
                         request_id: r.get(15)?,
-                        outcome: r.get(16)?,
+                        outcome,
                         duration_ms: r.get(17)?,
                         policy_hash: r.get(18)?,
-                        resolved_by: r.get(19)?,
+                        resolved_by,
                         resolved_at: r.get(20)?,
                     })
                 },
@@ -838,6 +897,31 @@ impl Store {
             .optional()
             .map(Option::flatten)
             .map_err(self.sqlite())
+    }
+}
+
+/// What the agent is told when a held call is denied by a person or times out; `None` for
+/// resolutions that release the call or send nothing. `held_for`: how long the call could wait.
+/// The log appends it to the decision's reasons, so the wrapper's reply and the log say the same.
+pub fn resolution_reason(
+    resolution: Option<Resolution>,
+    reason: Option<&str>,
+    by: &str,
+    held_for: Option<Duration>,
+) -> Option<String> {
+    match resolution? {
+        Resolution::Denied => Some(match reason {
+            Some(reason) => format!("a person denied this call ({by}): {reason}"),
+            None => format!("a person denied this call ({by})"),
+        }),
+        Resolution::Timeout => Some(match held_for {
+            Some(d) => format!(
+                "this call needs a person's approval and was not approved within {}",
+                crate::approval::human(d)
+            ),
+            None => "this call needs a person's approval and was not approved in time".to_owned(),
+        }),
+        _ => None,
     }
 }
 
@@ -1066,6 +1150,99 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(newest[0].tool, "write_file");
         assert_eq!(store.last_id().unwrap(), Some(a + 1));
+    }
+
+    fn held(store: &mut Store) -> i64 {
+        let hold = Hold {
+            owner: Owner::current(),
+            request_hash: "h".into(),
+            expires_at: format_ts(time::OffsetDateTime::now_utc() + time::Duration::minutes(5)),
+        };
+        store.record_escalation(&row("escalate", "delete_file"), &hold).unwrap()
+    }
+
+    #[test]
+    fn the_log_gives_the_reasons_the_agent_was_given_and_how_the_call_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
+        let denied = held(&mut store);
+        store
+            .resolve(denied, None, Resolution::Denied, Some("not on a Friday"), "alice")
+            .unwrap();
+        let timed_out = held(&mut store);
+        store
+            .resolve(timed_out, None, Resolution::Timeout, None, "behavry (approval timeout)")
+            .unwrap();
+        let cancelled = held(&mut store);
+        store
+            .resolve(cancelled, None, Resolution::Cancelled, None, "behavry")
+            .unwrap();
+        let forwarded = store.record_decision(&row("allow", "slow")).unwrap();
+        store
+            .record_outcome(forwarded, Outcome::Cancelled, 12.0)
+            .unwrap();
+
+        let rows = store.query(&LogFilter::default()).unwrap();
+        assert_eq!(
+            rows[0].reasons,
+            ["because", "a person denied this call (alice): not on a Friday"]
+        );
+        assert_eq!(
+            rows[1].reasons,
+            [
+                "because",
+                "this call needs a person's approval and was not approved within 5m"
+            ]
+        );
+        assert_eq!(rows[2].reasons, ["because"]);
+        assert_eq!(rows[2].outcome.as_deref(), Some("cancelled"));
+        assert_eq!(rows[3].outcome.as_deref(), Some("cancelled"));
+        assert!(store.verify().unwrap().is_ok());
+    }
+
+    #[test]
+    fn the_store_redacts_whatever_the_caller_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
+        let mut secret = row("allow", "login");
+        secret.arguments = json!({"user": "a", "password": "hunter2"});
+        store.record_decision(&secret).unwrap();
+        store
+            .record_server_request("s1", "fs", "sampling/createMessage", &json!("x"), &json!({"api_key": "k"}))
+            .unwrap();
+        let raw: Vec<String> = store
+            .conn
+            .prepare("SELECT body FROM journal")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let all = raw.join("\n");
+        assert!(!all.contains("hunter2") && !all.contains("\"k\""), "{all}");
+        assert_eq!(
+            store.query(&LogFilter::default()).unwrap()[0].arguments["password"],
+            "[redacted]"
+        );
+        assert!(all.contains(r#"\"x\""#), "string ids are stored as JSON text: {all}");
+    }
+
+    #[test]
+    fn several_processes_opening_a_new_file_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("behavry.db");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    Store::open(&path).and_then(|mut s| s.record_decision(&row("allow", "t")))
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(Store::open(&path).unwrap().query(&LogFilter::default()).unwrap().len(), 8);
     }
 
     #[test]

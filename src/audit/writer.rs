@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use serde_json::Value;
+
 use super::store::{
-    DecisionRow, Durability, Hold, Outcome, Owner, Resolution, Resolved, Store, StoreError,
+    DecisionRow, Durability, Hold, Outcome, Owner, RefusedFrame, Resolution, Resolved,
+    SessionRecord, Store, StoreError,
 };
 
 /// Runs on the audit thread with the store, or with the reason it is unavailable.
@@ -209,6 +212,97 @@ impl AuditHandle {
             move || format!("a {} event", kind.as_str()),
             move |store| store.record_event(kind, &body).map(drop),
         );
+    }
+
+    /// Records that the client cancelled forwarded call `id` before it was answered (outcome
+    /// `cancelled`); nothing waits for it. A held call cancelled by the client is resolved
+    /// `cancelled` by the approval code instead, and shows the same outcome.
+    pub fn cancelled(&self, id: i64, duration_ms: f64) {
+        self.outcome(id, Outcome::Cancelled, duration_ms);
+    }
+
+    /// Records a client frame refused before evaluation; nothing waits for it. `what` names the
+    /// refusal (`parse_error`, `duplicate_key`, `bad_id`, …), `reason` is what the client was
+    /// told, `id` the request id if it could be read, `line` the line as received (the journal
+    /// keeps its SHA-256, length and first bytes).
+    pub fn refused_frame(
+        &self,
+        session_id: &str,
+        server: &str,
+        what: &str,
+        reason: &str,
+        id: Option<&Value>,
+        line: &[u8],
+    ) {
+        let body = RefusedFrame {
+            session_id,
+            server,
+            what,
+            reason,
+            id,
+            line,
+        }
+        .body();
+        self.event(super::chain::Kind::RefusedFrame, body);
+    }
+
+    /// Records a session's client (`clientInfo`), protocol version and capabilities, once per
+    /// session; nothing waits for it.
+    pub fn session(&self, session: SessionRecord) {
+        self.queue(
+            || "the session's client".to_owned(),
+            move |store| store.record_session(&session).map(drop),
+        );
+    }
+
+    /// Records a request the server sent the client (`sampling/createMessage`, `roots/list`, …);
+    /// `params` are redacted by the store. Nothing waits for it.
+    pub fn server_request(
+        &self,
+        session_id: &str,
+        server: &str,
+        method: &str,
+        id: &Value,
+        params: &Value,
+    ) {
+        let (session_id, server, method) =
+            (session_id.to_owned(), server.to_owned(), method.to_owned());
+        let (id, params) = (id.clone(), params.clone());
+        let what = format!("the server's {method} request");
+        self.queue(
+            move || what,
+            move |store| {
+                store
+                    .record_server_request(&session_id, &server, &method, &id, &params)
+                    .map(drop)
+            },
+        );
+    }
+
+    /// Records a policy reload applied (`failed: None`) or rejected (`failed: Some(errors)`);
+    /// `policy_hash` is the set in force afterwards, `detail` the rest (`files`, or
+    /// `rejected_hash`). Nothing waits for it.
+    pub fn policy_reload(
+        &self,
+        session_id: &str,
+        server: &str,
+        policy_hash: Option<&str>,
+        detail: Value,
+        failed: bool,
+    ) {
+        let kind = if failed {
+            super::chain::Kind::PolicyReloadFailed
+        } else {
+            super::chain::Kind::PolicyReload
+        };
+        let mut body = match detail {
+            Value::Object(map) => Value::Object(map),
+            other => serde_json::json!({ "detail": other }),
+        };
+        body["session_id"] = session_id.into();
+        body["server"] = server.into();
+        body["policy_hash"] = policy_hash.into();
+        self.event(kind, body);
     }
 
     /// Queues the outcome of a forwarded call; nothing waits for it.
