@@ -89,11 +89,7 @@ impl Notes {
     pub fn flush(&self, limit: Duration) -> bool {
         let target = self.progress.queued.load(Ordering::SeqCst);
         let deadline = Instant::now() + limit;
-        let mut done = self
-            .progress
-            .done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut done = self.progress.done.lock().unwrap_or_else(|p| p.into_inner());
         while *done < target {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -221,6 +217,9 @@ mod tests {
             notes.push(format!("n{i}"));
         }
         assert!(notes.flush(Duration::from_secs(20)));
-        assert_eq!(out.lock().unwrap().iter().filter(|&&b| b == b'\n').count(), 50);
+        assert_eq!(
+            out.lock().unwrap().iter().filter(|&&b| b == b'\n').count(),
+            50
+        );
     }
 }

@@ -672,7 +672,10 @@ mod tests {
             wait(&waiter, 2, timing(60), rx, |_| {}).await,
             Released::Cancelled
         );
-        assert!(!store.set(2, Resolution::Approved), "the store says cancelled");
+        assert!(
+            !store.set(2, Resolution::Approved),
+            "the store says cancelled"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -707,7 +710,11 @@ mod tests {
         drop(a);
         assert_eq!(waiter.held(), 1);
         assert!(waiter.try_hold().is_ok());
-        assert_eq!(waiter.held(), 1, "the permit was dropped at the end of the statement");
+        assert_eq!(
+            waiter.held(),
+            1,
+            "the permit was dropped at the end of the statement"
+        );
     }
 
     #[test]

@@ -764,7 +764,14 @@ impl Store {
             .filter_map(|(id, state, reason, by)| {
                 Resolution::parse(&state).map(|resolution| {
                     let by = by.unwrap_or_default();
-                    (id, Resolved { resolution, reason, by })
+                    (
+                        id,
+                        Resolved {
+                            resolution,
+                            reason,
+                            by,
+                        },
+                    )
                 })
             })
             .collect())
@@ -1158,7 +1165,9 @@ pub(crate) mod tests {
             request_hash: "h".into(),
             expires_at: format_ts(time::OffsetDateTime::now_utc() + time::Duration::minutes(5)),
         };
-        store.record_escalation(&row("escalate", "delete_file"), &hold).unwrap()
+        store
+            .record_escalation(&row("escalate", "delete_file"), &hold)
+            .unwrap()
     }
 
     #[test]
@@ -1167,11 +1176,23 @@ pub(crate) mod tests {
         let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
         let denied = held(&mut store);
         store
-            .resolve(denied, None, Resolution::Denied, Some("not on a Friday"), "alice")
+            .resolve(
+                denied,
+                None,
+                Resolution::Denied,
+                Some("not on a Friday"),
+                "alice",
+            )
             .unwrap();
         let timed_out = held(&mut store);
         store
-            .resolve(timed_out, None, Resolution::Timeout, None, "behavry (approval timeout)")
+            .resolve(
+                timed_out,
+                None,
+                Resolution::Timeout,
+                None,
+                "behavry (approval timeout)",
+            )
             .unwrap();
         let cancelled = held(&mut store);
         store
@@ -1185,7 +1206,10 @@ pub(crate) mod tests {
         let rows = store.query(&LogFilter::default()).unwrap();
         assert_eq!(
             rows[0].reasons,
-            ["because", "a person denied this call (alice): not on a Friday"]
+            [
+                "because",
+                "a person denied this call (alice): not on a Friday"
+            ]
         );
         assert_eq!(
             rows[1].reasons,
@@ -1208,7 +1232,13 @@ pub(crate) mod tests {
         secret.arguments = json!({"user": "a", "password": "hunter2"});
         store.record_decision(&secret).unwrap();
         store
-            .record_server_request("s1", "fs", "sampling/createMessage", &json!("x"), &json!({"api_key": "k"}))
+            .record_server_request(
+                "s1",
+                "fs",
+                "sampling/createMessage",
+                &json!("x"),
+                &json!({"api_key": "k"}),
+            )
             .unwrap();
         let raw: Vec<String> = store
             .conn
@@ -1224,7 +1254,10 @@ pub(crate) mod tests {
             store.query(&LogFilter::default()).unwrap()[0].arguments["password"],
             "[redacted]"
         );
-        assert!(all.contains(r#"\"x\""#), "string ids are stored as JSON text: {all}");
+        assert!(
+            all.contains(r#"\"x\""#),
+            "string ids are stored as JSON text: {all}"
+        );
     }
 
     #[test]
@@ -1242,7 +1275,14 @@ pub(crate) mod tests {
         for t in threads {
             t.join().unwrap().unwrap();
         }
-        assert_eq!(Store::open(&path).unwrap().query(&LogFilter::default()).unwrap().len(), 8);
+        assert_eq!(
+            Store::open(&path)
+                .unwrap()
+                .query(&LogFilter::default())
+                .unwrap()
+                .len(),
+            8
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ fn verify_head_stats_and_csv() {
     let reasons = home.log(&["--tool", "delete_file"])[0]["reasons"].clone();
     let last = reasons.as_array().and_then(|r| r.last()).cloned();
     assert!(
-        last.as_ref().and_then(Value::as_str).is_some_and(|r| r.contains("was not approved within")),
+        last.as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|r| r.contains("was not approved within")),
         "{reasons}"
     );
     let (_, stats) = stdout(&home, &["log", "--stats", "--json", "--since", "1h"]);
@@ -311,6 +313,9 @@ fn a_sessions_client_and_refused_frames_are_in_the_journal() {
     assert_eq!(kinds, ["session", "refused_frame"]);
     assert_eq!(events[1]["detail"]["request_id"], "7");
     let (_, table) = stdout(&home, &["log", "--events"]);
-    assert!(table.contains("duplicate_key: the key \"params\" appears twice (id 7"), "{table}");
+    assert!(
+        table.contains("duplicate_key: the key \"params\" appears twice (id 7"),
+        "{table}"
+    );
     assert_eq!(stdout(&home, &["log", "--verify"]).0, 0);
 }

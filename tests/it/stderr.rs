@@ -39,9 +39,11 @@ fn a_client_that_never_reads_stderr_does_not_stall_the_proxy() {
         stdin.write_all(format!("{v}\n").as_bytes()).expect("write");
         stdin.flush().expect("flush");
     };
-    send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+    send(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "claude-code", "version": "2.0.0"}}}));
+        "clientInfo": {"name": "claude-code", "version": "2.0.0"}}}),
+    );
     send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"text": "still here"}}}));
     let mut reply = Value::Null;

@@ -272,7 +272,10 @@ mod record_tests {
     fn refused_frames_and_sessions_are_events() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
-        let line = format!("{{\"id\":\"three\",\"method\":\"tools/call\",{}", "x".repeat(1000));
+        let line = format!(
+            "{{\"id\":\"three\",\"method\":\"tools/call\",{}",
+            "x".repeat(1000)
+        );
         store
             .record_refused_frame(&RefusedFrame {
                 session_id: "s1",
@@ -297,10 +300,7 @@ mod record_tests {
         assert_eq!(all[0].kind, "refused_frame");
         assert_eq!(all[0].detail["request_id"], "\"three\"");
         assert_eq!(all[0].detail["bytes"], line.len());
-        assert_eq!(
-            all[0].detail["head"].as_str().unwrap().len(),
-            REFUSED_HEAD
-        );
+        assert_eq!(all[0].detail["head"].as_str().unwrap().len(), REFUSED_HEAD);
         assert_eq!(all[0].detail["sha256"].as_str().unwrap().len(), 64);
         assert_eq!(all[1].kind, "session");
         assert_eq!(all[1].detail["client_name"], "claude-code");
