@@ -74,6 +74,30 @@ pub struct SessionRecord {
     pub capabilities: Value,
 }
 
+impl SessionRecord {
+    /// The record of a session from the client's `initialize` params and the server's result
+    /// (`None` if it never answered): `clientInfo`, capabilities, and the negotiated version
+    /// (the server's answer, else what the client proposed). Text fields that are not strings are
+    /// left out rather than guessed.
+    pub fn from_initialize(
+        session_id: &str,
+        server: &str,
+        params: &Value,
+        result: Option<&Value>,
+    ) -> SessionRecord {
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        SessionRecord {
+            session_id: session_id.to_owned(),
+            server: server.to_owned(),
+            client_name: text(params.pointer("/clientInfo/name")),
+            client_version: text(params.pointer("/clientInfo/version")),
+            protocol_version: text(result.and_then(|r| r.get("protocolVersion")))
+                .or_else(|| text(params.get("protocolVersion"))),
+            capabilities: params.get("capabilities").cloned().unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// A request id as the audit stores it everywhere: its JSON text, so `2` and `"2"` stay apart
 /// (`2`, `"abc"`).
 pub fn request_id(id: &Value) -> String {
@@ -307,5 +331,27 @@ mod record_tests {
         assert_eq!(store.session("s1").unwrap(), Some(session));
         assert_eq!(store.session("s2").unwrap(), None);
         assert!(store.verify().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_session_record_from_the_handshake() {
+        let params = json!({"protocolVersion": "2025-11-25", "capabilities": {"roots": {}},
+            "clientInfo": {"name": "claude-code", "title": "Claude Code", "version": "2.1.197"}});
+        let answered = SessionRecord::from_initialize(
+            "s",
+            "fs",
+            &params,
+            Some(&json!({"protocolVersion": "2025-06-18"})),
+        );
+        assert_eq!(answered.client_name.as_deref(), Some("claude-code"));
+        assert_eq!(answered.client_version.as_deref(), Some("2.1.197"));
+        assert_eq!(answered.protocol_version.as_deref(), Some("2025-06-18"));
+        assert_eq!(answered.capabilities, json!({"roots": {}}));
+        let unanswered = SessionRecord::from_initialize("s", "fs", &params, None);
+        assert_eq!(unanswered.protocol_version.as_deref(), Some("2025-11-25"));
+        let odd =
+            SessionRecord::from_initialize("s", "fs", &json!({"clientInfo": {"name": 7}}), None);
+        assert_eq!(odd.client_name, None);
+        assert_eq!(odd.capabilities, Value::Null);
     }
 }
