@@ -34,6 +34,8 @@
 //! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
 //!   approver, tables, notes); machine outputs keep the exact text.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
+//! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
+//!   that never reads stderr cannot stall the proxy.
 //!
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
 //! commands meant for people (`log`, `policy`, `paths`, the set-up commands): in `wrap`, stdout is
@@ -45,14 +47,16 @@ pub mod cli;
 pub mod config;
 pub mod display;
 pub mod mock;
+pub mod notes;
 pub mod policy;
 pub mod proxy;
 pub mod tui;
 
-/// Writes a diagnostic line to stderr. Never stdout: in `wrap`, stdout carries MCP frames.
+/// Queues a diagnostic line for stderr (see [`notes`]: never blocks, flushed at exit). Never
+/// stdout: in `wrap`, stdout carries MCP frames.
 #[macro_export]
 macro_rules! note {
     ($($arg:tt)*) => {
-        eprintln!("behavry: {}", format_args!($($arg)*))
+        $crate::notes::note(format_args!($($arg)*))
     };
 }

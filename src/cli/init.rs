@@ -190,6 +190,7 @@ pub fn config_sections() -> Vec<Section> {
         approval_keepalive_secs,
         tools_list_wait_ms,
         approval,
+        max_held,
     } = wrap;
     let approval = format!("{approval:?}").to_lowercase();
     let ApproveConfig { bell, title } = approve;
@@ -270,6 +271,11 @@ pub fn config_sections() -> Vec<Section> {
                     "How held calls are put to a person: \"auto\" (a form in the client when it \
                      supports MCP elicitation, and `behavry approve`), \"tui\" (only `behavry \
                      approve`) or \"elicitation\" (the form first).",
+                ),
+                default(
+                    "max_held",
+                    max_held,
+                    "How many calls one wrapper holds for approval at once; more are denied at once.",
                 ),
             ],
         },
