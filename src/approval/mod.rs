@@ -142,7 +142,7 @@ impl<R: Clone> Clone for Waiter<R> {
 #[error(
     "{max} calls from this server are already waiting for approval, so this one was denied without \
      asking; ask the user to resolve them in `behavry approve` first (the limit is `max_held` in \
-     the [approval] section of behavry's config.toml)"
+     the [wrap] section of behavry's config.toml)"
 )]
 pub struct AtCap {
     pub max: usize,

@@ -31,8 +31,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::audit::store::Owner;
-use crate::audit::{chain, AuditHandle, Outcome};
+use crate::approval;
+use crate::audit::store::{Owner, SessionRecord};
+use crate::audit::{AuditHandle, Outcome};
 use crate::config::Config;
 use crate::note;
 use crate::policy::canon::{OwnDir, Resolver};
@@ -71,8 +72,8 @@ pub struct WrapOptions {
 enum Pending {
     /// A client's `tools/list`, whose answer also refreshes the tool catalogue.
     ToolsList,
-    /// The client's `initialize`: once answered, the session is up.
-    Initialize,
+    /// The client's `initialize` (its params): once answered, the session is up and recorded.
+    Initialize(Value),
     /// An allowed governed call whose outcome goes into its audit row.
     Governed {
         row: i64,
@@ -98,6 +99,8 @@ struct Relay {
     approval: elicit::Channel,
     /// Forms sent to the client about held calls (see [`elicit`]).
     forms: elicit::Forms,
+    /// Watches the store for every held call's resolution, and caps how many are held.
+    waiter: approval::Waiter,
     /// The server's tools, as behavry lists them itself (see [`tools`]).
     tools: tools::Tools,
     /// Client request id (see [`message::id_key`]) → what its response means to us.
@@ -151,8 +154,9 @@ where
     }
     let (audit, audit_thread) = AuditHandle::open(&opts.database, opts.config.audit.durability);
     if let Some(e) = audit.error() {
-        note!("audit store unavailable; every governed call will be denied: {e}");
+        note!("audit store unavailable; every governed call will be denied until it can be opened: {e}");
     }
+    let waiter = approval::Waiter::start(audit.clone(), opts.config.wrap.max_held);
     let session_id = uuid::Uuid::new_v4().to_string();
     let (policy, watcher) = crate::policy::watch::watch(
         opts.policy_dirs.clone(),
@@ -194,6 +198,7 @@ where
         client_elicits: AtomicBool::new(false),
         approval: config.wrap.approval,
         forms: elicit::Forms::new(),
+        waiter,
         tools: tools::Tools::new(Duration::from_millis(config.wrap.tools_list_wait_ms)),
         pending: Mutex::new(HashMap::new()),
         to_client,
@@ -494,12 +499,20 @@ impl Relay {
         }
     }
 
-    /// Cancels a held request named by a `notifications/cancelled`; false if none is held.
+    /// Cancels a held request named by a `notifications/cancelled`; false if none is held. A
+    /// forwarded call it names is recorded `cancelled` (the server is told, and may still answer;
+    /// that answer is relayed but records nothing more).
     fn cancel_held(&self, notification: &Value) -> bool {
         let Some(request) = notification.pointer("/params/requestId") else {
             return false;
         };
-        match lock(&self.held).remove(&message::id_key(request)) {
+        let key = message::id_key(request);
+        if let Some(Pending::Governed { row, sent, .. }) = lock(&self.pending).remove(&key) {
+            self.audit
+                .cancelled(row, sent.elapsed().as_secs_f64() * 1000.0);
+            return false;
+        }
+        match lock(&self.held).remove(&key) {
             Some(cancel) => {
                 let _ = cancel.send(());
                 true
@@ -533,7 +546,8 @@ impl Relay {
             _ => {}
         }
         if method == "initialize" {
-            lock(&self.pending).insert(message::id_key(id), Pending::Initialize);
+            let params = msg.get("params").cloned().unwrap_or(Value::Null);
+            lock(&self.pending).insert(message::id_key(id), Pending::Initialize(params));
         }
     }
 
@@ -559,15 +573,12 @@ impl Relay {
                 if UNRECORDED_SERVER_REQUESTS.contains(&method) {
                     return;
                 }
-                self.audit.event(
-                    chain::Kind::ServerRequest,
-                    json!({
-                        "session_id": self.ctx.session_id,
-                        "server": self.ctx.server,
-                        "method": method,
-                        "request_id": message::id_key(id),
-                        "params": crate::audit::store::redact(m.get("params").unwrap_or(&Value::Null)),
-                    }),
+                self.audit.server_request(
+                    &self.ctx.session_id,
+                    &self.ctx.server,
+                    method,
+                    id,
+                    m.get("params").unwrap_or(&Value::Null),
                 );
             }
         };
@@ -677,7 +688,16 @@ impl Relay {
             return false;
         };
         match pending {
-            Pending::Initialize => return response.get("result").is_some(),
+            Pending::Initialize(params) => {
+                let result = response.get("result");
+                self.audit.session(SessionRecord::from_initialize(
+                    &self.ctx.session_id,
+                    &self.ctx.server,
+                    &params,
+                    result,
+                ));
+                return result.is_some();
+            }
             Pending::ToolsList => {
                 if let Some(result) = response.get("result") {
                     self.client_tools_page(result);

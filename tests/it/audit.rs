@@ -51,16 +51,16 @@ fn stdout(home: &Home, args: &[&str]) -> (i32, String) {
 #[test]
 fn verify_head_stats_and_csv() {
     let home = session();
-    // 1 genesis + 4 decisions + 2 outcomes + 1 resolution.
+    // 1 genesis + 1 session + 4 decisions + 2 outcomes + 1 resolution.
     assert_eq!(
         stdout(&home, &["log", "--verify"]),
-        (0, "ok: 4 decisions, 8 records\n".into())
+        (0, "ok: 4 decisions, 9 records\n".into())
     );
 
     let (code, head) = stdout(&home, &["log", "--head"]);
     assert_eq!(code, 0);
     let (seq, hash) = head.trim().split_once(' ').expect("seq and hash");
-    assert_eq!(seq, "8");
+    assert_eq!(seq, "9");
     assert_eq!(hash.len(), 64);
 
     let (_, csv) = stdout(&home, &["log", "--format", "csv"]);
@@ -122,7 +122,7 @@ fn prune_keeps_the_chain_verifiable() {
     assert_eq!(
         out,
         format!(
-            "pruned 8 records older than {}\n",
+            "pruned 9 records older than {}\n",
             out.trim().rsplit(' ').next().unwrap_or("")
         )
     );
@@ -278,17 +278,8 @@ fn a_sessions_client_and_refused_frames_are_in_the_journal() {
         .as_str()
         .expect("session id")
         .to_owned();
+    // The wrapper recorded its session's client when `initialize` was answered.
     let mut store = store(&home);
-    store
-        .record_session(&behavry::audit::SessionRecord {
-            session_id: session_id.clone(),
-            server: "mock".into(),
-            client_name: Some("claude-code".into()),
-            client_version: Some("2.1.197".into()),
-            protocol_version: Some("2025-11-25".into()),
-            capabilities: json!({"elicitation": {}}),
-        })
-        .expect("session");
     store
         .record_refused_frame(&behavry::audit::RefusedFrame {
             session_id: &session_id,
@@ -304,7 +295,7 @@ fn a_sessions_client_and_refused_frames_are_in_the_journal() {
     let (_, table) = stdout(&home, &["log", "--session", &session_id]);
     assert!(
         table.starts_with(&format!(
-            "session {session_id}: client claude-code 2.1.197, protocol 2025-11-25"
+            "session {session_id}: client claude-code 2.0.0, protocol 2025-06-18"
         )),
         "{table}"
     );
