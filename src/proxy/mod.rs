@@ -349,33 +349,45 @@ impl Relay {
     }
 
     async fn on_client_line(self: &Arc<Self>, line: Vec<u8>) {
-        // The one parse: policy evaluates this value and the server receives it re-serialised.
-        let value = match strict::parse(&line) {
-            Ok(v) => v,
-            Err(rejection) => return self.reply(rejection.reply()).await,
+        // The one parse: policy evaluates its value, the server receives the bytes it was read
+        // from (lone surrogates repaired), which strict parsing showed read the same everywhere.
+        let message = match strict::read(line) {
+            Ok(m) => m,
+            Err(rejection) => return self.refuse(rejection).await,
         };
+        let strict::Message { value, bytes } = message;
         let Value::Array(items) = value else {
+            if let Err(rejection) = strict::check(&value) {
+                return self.refuse(rejection).await;
+            }
             if let Some(value) = self.admit(value).await {
-                self.client_message(value).await;
+                self.client_message(strict::Message { value, bytes }).await;
             }
             return;
         };
         if let Err(rejection) = self.guard.batch_allowed() {
-            return self.reply(rejection.reply()).await;
+            return self.refuse(rejection).await;
         }
         if items.is_empty() {
             return self
                 .reply(message::error_reply(None, INVALID_REQUEST, "empty batch"))
                 .await;
         }
-        let mut admitted = Vec::with_capacity(items.len());
+        let count = items.len();
+        let mut admitted = Vec::with_capacity(count);
         for item in items {
+            if let Err(rejection) = strict::check(&item) {
+                self.refuse(rejection).await;
+                continue;
+            }
             if let Some(item) = self.admit(item).await {
                 admitted.push(item);
             }
         }
-        // A batch with nothing governed in it passes as one batch; otherwise each element is
-        // handled on its own, so no governed element is ever forwarded undecided.
+        // A batch with nothing governed in it passes as one batch (the client's bytes when every
+        // element was admitted); otherwise each element is handled on its own, so no governed
+        // element is ever forwarded undecided. Elements travel re-serialised: cutting the
+        // client's text into elements would need a second parse for no gain in meaning.
         if !admitted.is_empty()
             && admitted.iter().all(|m| {
                 matches!(
@@ -385,19 +397,32 @@ impl Relay {
             })
         {
             admitted.iter().for_each(|m| self.track(m));
-            self.forward(Value::Array(admitted).to_string().into_bytes())
-                .await;
+            let frame = if admitted.len() == count {
+                bytes
+            } else {
+                Value::Array(admitted).to_string().into_bytes()
+            };
+            self.forward(frame).await;
             return;
         }
-        for item in admitted {
-            self.client_message(item).await;
+        drop(bytes);
+        for value in admitted {
+            let bytes = value.to_string().into_bytes();
+            self.client_message(strict::Message { value, bytes }).await;
         }
     }
 
-    /// Handles one admitted message. Whatever is forwarded is `value` re-serialised, never the
-    /// bytes that came in, so the server reads exactly what behavry read.
-    async fn client_message(self: &Arc<Self>, value: Value) {
-        let raw = || value.to_string().into_bytes();
+    /// Answers a refused client message: with its id when the refusal could read one and no
+    /// request in flight uses it (then the answer would resolve that request instead).
+    async fn refuse(&self, rejection: strict::Rejection) {
+        let id = rejection.id.as_ref().filter(|id| !self.guard.in_flight(id));
+        self.reply(rejection.reply_to(id)).await;
+    }
+
+    /// Handles one admitted message. What is forwarded is `message.bytes`, which the strict
+    /// parse showed read as `message.value`, the value behavry evaluated.
+    async fn client_message(self: &Arc<Self>, message: strict::Message) {
+        let strict::Message { value, bytes } = message;
         let (id, method) = match message::classify(&value) {
             Kind::Request { id, method } => (id.clone(), method.to_owned()),
             Kind::Notification { method }
@@ -413,8 +438,7 @@ impl Relay {
                 return;
             }
             Kind::Notification { .. } | Kind::Response { .. } => {
-                let frame = raw();
-                self.forward(frame).await;
+                self.forward(bytes).await;
                 return;
             }
             Kind::Batch(_) => {
@@ -438,14 +462,15 @@ impl Relay {
                 lock(&self.held).insert(message::id_key(&id), cancel);
                 self.deciding.send_modify(|n| *n += 1);
                 tokio::spawn(async move {
-                    relay.govern(id, method, governed, value, cancelled).await;
+                    relay
+                        .govern(id, method, governed, value, bytes, cancelled)
+                        .await;
                     relay.deciding.send_modify(|n| *n -= 1);
                 });
             }
             None => {
                 self.track(&value);
-                let frame = raw();
-                self.forward(frame).await;
+                self.forward(bytes).await;
             }
         }
     }
@@ -490,6 +515,7 @@ impl Relay {
         method: String,
         governed: Result<Governed, String>,
         request: Value,
+        body: Vec<u8>,
         mut cancelled: oneshot::Receiver<()>,
     ) {
         // One snapshot per decision: it decides, and its hash goes into the row.
@@ -553,9 +579,8 @@ impl Relay {
         let escalated = verdict.decision == Decision::Escalate;
         let session_key = format!("{method} {tool}");
         let session_approved = escalated && lock(&self.session_approved).contains(&session_key);
-        // What is forwarded is the value that was evaluated, re-serialised, not the bytes that
-        // came in; an approval is bound to the hash of exactly these bytes.
-        let body = request.to_string().into_bytes();
+        // `body` is what is forwarded: bytes that read as `request`, the value evaluated; an
+        // approval is bound to the hash of exactly these bytes.
         let row = DecisionRow {
             session_id: self.ctx.session_id.clone(),
             server: self.ctx.server.clone(),
@@ -718,39 +743,50 @@ impl Relay {
     }
 
     async fn on_server_line(&self, line: Vec<u8>) {
-        let value: Value = match serde_json::from_slice(&line) {
-            Ok(v) => v,
-            Err(_) => {
-                let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-                note!("the server wrote a line that is not JSON to stdout (dropped): {shown}");
+        let shown = || String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+        // Only the parts the relay needs are read: a huge result is skipped, and JSON that is
+        // valid but beyond serde's number range is still relayed.
+        let skeleton = match message::read_server_line(&line) {
+            message::ServerLine::Message(skeleton) => skeleton,
+            message::ServerLine::NotJson => {
+                note!(
+                    "the server wrote a line that is not JSON to stdout (dropped): {}",
+                    shown()
+                );
+                return;
+            }
+            // JSON that is not JSON-RPC at all (structured log lines) would break the client's
+            // reader as surely as plain text; a JSON-RPC object with an unusual shape is the
+            // client's to judge.
+            message::ServerLine::NotJsonRpc => {
+                note!(
+                    "the server wrote JSON that is not JSON-RPC to stdout (dropped): {}",
+                    shown()
+                );
+                return;
+            }
+            message::ServerLine::Unreadable(e) => {
+                note!(
+                    "relayed a server message behavry could not read ({e}); its outcome is not recorded: {}",
+                    shown()
+                );
+                let _ = self.to_client.send(line).await;
                 return;
             }
         };
-        // JSON that is not JSON-RPC at all (structured log lines) would break the client's reader
-        // as surely as plain text; a JSON-RPC object with an unusual shape is the client's to judge.
-        let json_rpc = |v: &Value| v.get("jsonrpc").is_some();
-        let is_json_rpc = match &value {
-            Value::Object(_) => json_rpc(&value),
-            Value::Array(items) => !items.is_empty() && items.iter().all(json_rpc),
-            _ => false,
-        };
-        if !is_json_rpc {
-            let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-            note!("the server wrote JSON that is not JSON-RPC to stdout (dropped): {shown}");
-            return;
-        }
-        self.guard.server_message(&value);
-        self.record_server_requests(&value);
-        match message::classify(&value) {
-            Kind::Response { .. } => self.settle(&value),
-            Kind::Batch(items) => items.iter().for_each(|m| self.settle(m)),
+        self.guard.server_message(&skeleton);
+        self.record_server_requests(&skeleton);
+        match message::classify(&skeleton) {
+            Kind::Response { .. } => self.settle(&skeleton, &line),
+            Kind::Batch(items) => items.iter().for_each(|m| self.settle(m, &line)),
             _ => {}
         }
         let _ = self.to_client.send(line).await;
     }
 
     /// Response bookkeeping: cache annotations from `tools/list`, record outcomes of allowed calls.
-    fn settle(&self, response: &Value) {
+    /// `response` is the skeleton of one response in `line` (see [`message::read_server_line`]).
+    fn settle(&self, response: &Value, line: &[u8]) {
         let Kind::Response { id } = message::classify(response) else {
             return;
         };
@@ -759,7 +795,21 @@ impl Relay {
         };
         match pending {
             Pending::ToolsList => {
-                let tools = response.pointer("/result/tools").and_then(Value::as_array);
+                // The tool list is read whole: the one answer whose result behavry uses.
+                let full = match serde_json::from_slice::<Value>(line) {
+                    Ok(full) => full,
+                    Err(e) => {
+                        note!("could not read the server's tools/list answer ({e}); its annotations are not used");
+                        return;
+                    }
+                };
+                let answer = match &full {
+                    Value::Array(items) => items.iter().find(|m| m.get("id") == Some(id)),
+                    one => Some(one),
+                };
+                let tools = answer
+                    .and_then(|a| a.pointer("/result/tools"))
+                    .and_then(Value::as_array);
                 let mut cache = lock(&self.annotations);
                 for tool in tools.into_iter().flatten() {
                     if let (Some(name), Some(ann)) = (
