@@ -8,5 +8,6 @@ mod audit;
 mod common;
 mod e2e;
 mod fuzz_smoke;
+mod go_server;
 mod policy;
 mod wrap;
