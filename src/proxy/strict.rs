@@ -757,6 +757,64 @@ mod tests {
         }
     }
 
+    /// Every spelling of `field` that folds to it: each char replaced by each member of its
+    /// folding orbit, one position at a time, plus all-upper and all-lower case.
+    fn spellings(field: &str) -> Vec<String> {
+        let chars: Vec<char> = field.chars().collect();
+        let orbit = |c: char| -> Vec<char> {
+            let rep = fold::fold_char(c);
+            let mut all: Vec<char> = fold::table()
+                .filter(|&(_, r)| r == rep)
+                .map(|(a, _)| a)
+                .collect();
+            all.push(rep);
+            all
+        };
+        let mut out = vec![field.to_uppercase(), field.to_lowercase()];
+        for (i, &c) in chars.iter().enumerate() {
+            for alt in orbit(c) {
+                let mut v = chars.clone();
+                v[i] = alt;
+                out.push(v.into_iter().collect());
+            }
+        }
+        out.retain(|s| s != field);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn generated_spellings_of_every_read_field_are_refused() {
+        let places: &[(Place, &dyn Fn(&str) -> String)] = &[
+            (Place::Message, &|k| format!(r#"{{"{k}":1}}"#)),
+            (Place::Params, &|k| format!(r#"{{"params":{{"{k}":1}}}}"#)),
+            (Place::Meta, &|k| format!(r#"{{"params":{{"_meta":{{"{k}":1}}}}}}"#)),
+            (Place::ClientInfo, &|k| format!(r#"{{"params":{{"clientInfo":{{"{k}":1}}}}}}"#)),
+            (Place::Arguments, &|k| format!(r#"{{"params":{{"arguments":{{"a":[{{"{k}":1}}]}}}}}}"#)),
+        ];
+        let mut tried = 0;
+        for (place, wrap) in places {
+            for field in protected(*place) {
+                assert!(parse(wrap(field).as_bytes()).is_ok(), "{field} exactly");
+                for spelling in spellings(field) {
+                    let line = wrap(&spelling);
+                    let r = parse(line.as_bytes()).unwrap_err();
+                    assert!(r.message.contains("case-insensitive"), "{line}: {r}");
+                    // Beside the exact field it is a twin, whatever the place.
+                    let twin = wrap(&format!(r#"{field}":0,"{spelling}"#));
+                    assert!(parse(twin.as_bytes()).is_err(), "{twin}");
+                    tried += 1;
+                }
+            }
+        }
+        assert!(tried > 250, "{tried}");
+        // A sample of what passes: other letters, fullwidth forms, dotless i, separators.
+        for key in ["nam", "names", "ｎame", "ıd", "ID_", "file-path", "_meta_", "argument"] {
+            assert!(parse(format!(r#"{{"params":{{"{key}":1}}}}"#).as_bytes()).is_ok(), "{key}");
+        }
+    }
+
     #[test]
     fn memory_is_bounded_by_the_line() {
         let many = |n: usize, item: &str| format!("[{}]", vec![item; n].join(","));
