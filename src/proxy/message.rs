@@ -437,9 +437,9 @@ mod tests {
     #[test]
     fn reads_server_lines_without_building_them() {
         let read = |s: &str| read_server_line(s.as_bytes());
-        let ServerLine::Message(m) =
-            read(r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-03-26","x":1e400,"isError":true,"big":[1,{"a":2}]}}"#)
-        else {
+        let ServerLine::Message(m) = read(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-03-26","x":1e400,"isError":true,"big":[1,{"a":2}]}}"#,
+        ) else {
             panic!("not read")
         };
         assert_eq!(
@@ -464,7 +464,10 @@ mod tests {
         assert_eq!(read("hello"), ServerLine::NotJson);
         assert_eq!(read(r#"{"a":1}x"#), ServerLine::NotJson);
         assert_eq!(read_server_line(b"{\"a\":\"\xff\"}"), ServerLine::NotJson);
-        assert_eq!(read(r#"{"level":"info","n":1e400}"#), ServerLine::NotJsonRpc);
+        assert_eq!(
+            read(r#"{"level":"info","n":1e400}"#),
+            ServerLine::NotJsonRpc
+        );
         assert_eq!(read(r#"[{"jsonrpc":"2.0"},3]"#), ServerLine::NotJsonRpc);
         assert_eq!(read("[]"), ServerLine::NotJsonRpc);
         assert!(matches!(

@@ -55,10 +55,10 @@ pub fn budget(line_len: usize) -> usize {
 }
 const BUDGET_PER_BYTE: usize = 6;
 const BUDGET_BASE: usize = 4 << 20;
-/// Estimated costs: a `Value` slot in a growing `Vec` (twice its 32 bytes, for the spare
-/// capacity), a `BTreeMap` leaf node (room for 11 entries, allocated for the first), and per
-/// entry its key twice (the map's and the fold used to find twins) plus bookkeeping.
-const SLOT_COST: usize = 64;
+/// Estimated costs: a `Value` slot in a growing `Vec` (its 32 bytes and half as much again for
+/// the spare capacity), a `BTreeMap` leaf node (room for 11 entries, allocated with the first),
+/// and per entry its key twice (the map's and the fold used to find twins) plus bookkeeping.
+const SLOT_COST: usize = 48;
 const OBJECT_COST: usize = 640;
 const ENTRY_COST: usize = 128;
 
@@ -161,7 +161,9 @@ fn parse_exact(line: &[u8]) -> Result<Value, Rejection> {
     };
     let value = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     value.map_err(|e| {
-        if violation.get() {
+        if violation.get() && budget.get() == 0 {
+            Rejection::invalid(format!("message refused: {e}"))
+        } else if violation.get() {
             Rejection::invalid(format!("ambiguous message: {e}"))
         } else if e.to_string().contains("number out of range") {
             Rejection::parse(format!(
@@ -483,10 +485,14 @@ impl<'a> Strict<'a> {
                 self.budget.set(left);
                 Ok(())
             }
-            None => Err(self.refuse(
-                "too many values for its length: parsing it would take more memory than behavry \
-                 allows a message (send large data as strings, or in several calls)",
-            )),
+            None => {
+                // Marks the refusal as ours for being too big, not for being ambiguous.
+                self.budget.set(0);
+                Err(self.refuse(
+                    "too many values for its length: parsing it would take more memory than \
+                     behavry allows a message (send large data as strings, or in several calls)",
+                ))
+            }
         }
     }
 }
@@ -558,14 +564,14 @@ impl<'de> Visitor<'de> for Strict<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let inner = self.nested()?;
-        self.spend(OBJECT_COST)?;
         let protected = protected(self.at);
         let mut out = Map::new();
         // Fold of each key → the key, to find twins. Keys arrive unescaped, so `"a"` and
         // `"\u0061"` collide here as they should.
         let mut folds: HashMap<String, String> = HashMap::new();
         while let Some(key) = map.next_key::<String>()? {
-            self.spend(ENTRY_COST + 2 * key.len())?;
+            let node = if out.is_empty() { OBJECT_COST } else { 0 };
+            self.spend(node + ENTRY_COST + 2 * key.len())?;
             let folded = fold(&key);
             if let Some(first) = folds.get(&folded) {
                 let why = if *first == key {
@@ -579,10 +585,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
                 };
                 return Err(self.refuse(why));
             }
-            if let Some(field) = protected
-                .iter()
-                .find(|f| **f != key && fold(f) == folded)
-            {
+            if let Some(field) = protected.iter().find(|f| **f != key && fold(f) == folded) {
                 return Err(self.refuse(format_args!(
                     "key {} is read as {} by a case-insensitive reader (Go's encoding/json) but not by behavry; spell it {}",
                     quoted(&key),
@@ -672,7 +675,10 @@ mod tests {
             (br#"{"a":"\udc00"}"#, br#"{"a":"\ufffd"}"#),
             (br#"{"a":"\ud800\u0041"}"#, br#"{"a":"\ufffd\u0041"}"#),
             (br#"{"\ud800":1}"#, br#"{"\ufffd":1}"#),
-            (br#"{"a":"\uDBFF\uDBFF\uDFFF"}"#, br#"{"a":"\ufffd\uDBFF\uDFFF"}"#),
+            (
+                br#"{"a":"\uDBFF\uDBFF\uDFFF"}"#,
+                br#"{"a":"\ufffd\uDBFF\uDFFF"}"#,
+            ),
             (br#"{"a":"x\ud83d"}"#, br#"{"a":"x\ufffd"}"#),
         ];
         for (line, repaired) in table {
@@ -688,7 +694,12 @@ mod tests {
             br#"{"a":"\"\ud83d\ude00"}"#,
             br#"{"a":1}"#,
         ] {
-            assert_eq!(repair_surrogates(line), None, "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                repair_surrogates(line),
+                None,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -784,18 +795,27 @@ mod tests {
         out
     }
 
+    /// Puts a key at a place in a message.
+    type Wrap = fn(&str) -> String;
+
     #[test]
     fn generated_spellings_of_every_read_field_are_refused() {
-        let places: &[(Place, &dyn Fn(&str) -> String)] = &[
-            (Place::Message, &|k| format!(r#"{{"{k}":1}}"#)),
-            (Place::Params, &|k| format!(r#"{{"params":{{"{k}":1}}}}"#)),
-            (Place::Meta, &|k| format!(r#"{{"params":{{"_meta":{{"{k}":1}}}}}}"#)),
-            (Place::ClientInfo, &|k| format!(r#"{{"params":{{"clientInfo":{{"{k}":1}}}}}}"#)),
-            (Place::Arguments, &|k| format!(r#"{{"params":{{"arguments":{{"a":[{{"{k}":1}}]}}}}}}"#)),
+        let places: [(Place, Wrap); 5] = [
+            (Place::Message, |k| format!(r#"{{"{k}":1}}"#)),
+            (Place::Params, |k| format!(r#"{{"params":{{"{k}":1}}}}"#)),
+            (Place::Meta, |k| {
+                format!(r#"{{"params":{{"_meta":{{"{k}":1}}}}}}"#)
+            }),
+            (Place::ClientInfo, |k| {
+                format!(r#"{{"params":{{"clientInfo":{{"{k}":1}}}}}}"#)
+            }),
+            (Place::Arguments, |k| {
+                format!(r#"{{"params":{{"arguments":{{"a":[{{"{k}":1}}]}}}}}}"#)
+            }),
         ];
         let mut tried = 0;
         for (place, wrap) in places {
-            for field in protected(*place) {
+            for field in protected(place) {
                 assert!(parse(wrap(field).as_bytes()).is_ok(), "{field} exactly");
                 for spelling in spellings(field) {
                     let line = wrap(&spelling);
@@ -810,8 +830,20 @@ mod tests {
         }
         assert!(tried > 250, "{tried}");
         // A sample of what passes: other letters, fullwidth forms, dotless i, separators.
-        for key in ["nam", "names", "ｎame", "ıd", "ID_", "file-path", "_meta_", "argument"] {
-            assert!(parse(format!(r#"{{"params":{{"{key}":1}}}}"#).as_bytes()).is_ok(), "{key}");
+        for key in [
+            "nam",
+            "names",
+            "ｎame",
+            "ıd",
+            "ID_",
+            "file-path",
+            "_meta_",
+            "argument",
+        ] {
+            assert!(
+                parse(format!(r#"{{"params":{{"{key}":1}}}}"#).as_bytes()).is_ok(),
+                "{key}"
+            );
         }
     }
 
@@ -833,10 +865,16 @@ mod tests {
     #[test]
     fn reads_the_id_of_a_refused_line_only_without_doubt() {
         let id = |s: &str| readable_id(s.as_bytes());
-        assert_eq!(id(r#"{"jsonrpc":"2.0","id":7,"params":{"x":1e400}}"#), Some(json!(7)));
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":7,"params":{"x":1e400}}"#),
+            Some(json!(7))
+        );
         assert_eq!(id(r#"{"params":{"x":1e400},"id":"a"}"#), Some(json!("a")));
         assert_eq!(id(r#"{"id":7,"a":1,"a":2}"#), Some(json!(7)));
-        assert_eq!(id(r#"{"id":18446744073709551615}"#), Some(json!(18446744073709551615u64)));
+        assert_eq!(
+            id(r#"{"id":18446744073709551615}"#),
+            Some(json!(18446744073709551615u64))
+        );
         assert_eq!(id(r#"{"id":7,"x":"\ud800"}"#), Some(json!(7)));
         for doubt in [
             r#"{"id":7,"id":8}"#,
@@ -856,8 +894,10 @@ mod tests {
         }
         assert_eq!(readable_id(b"{\"id\":7,\"x\":\"\xff\"}"), None);
         // A parse refusal carries it.
-        let r = read(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"n":1e400}}"#.to_vec())
-            .unwrap_err();
+        let r = read(
+            br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"n":1e400}}"#.to_vec(),
+        )
+        .unwrap_err();
         assert_eq!((r.code, r.id.clone()), (PARSE_ERROR, Some(json!(3))));
         assert!(r.message.contains("beyond the range"), "{r}");
         let r = read(br#"{"jsonrpc":"2.0","id":4,"params":{"a":1,"A":1}}"#.to_vec()).unwrap_err();

@@ -304,7 +304,8 @@ fn only_evaluated_messages_reached_the_server(
             .map_err(|e| format!("the server received an ambiguous line ({e}): {line}"))?;
         let reserialised = serde_json::to_string(&value).unwrap_or_default();
         let as_sent = sent.iter().any(|s| s.as_slice() == line.as_bytes());
-        let handshake = line.contains(r#""id":"init""#) || line.contains("notifications/initialized");
+        let handshake =
+            line.contains(r#""id":"init""#) || line.contains("notifications/initialized");
         let element = batch_elements.contains(&value);
         if !(as_sent || (reserialised.as_str() == line && (handshake || element))) {
             return Err(format!(

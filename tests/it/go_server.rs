@@ -116,15 +116,25 @@ fn twins_never_reach_a_go_server() {
     // What the rule lets through, Go reads as behavry does.
     let fine = [
         // Tool arguments named like fields behavry reads elsewhere are the tool's own.
-        (r#"{"name":"echo","arguments":{"Name":"n","ID":1,"text":"fine-1"}}"#, json!({"name": "echo", "arguments": {"Name": "n", "ID": 1, "text": "fine-1"}})),
+        (
+            r#"{"name":"echo","arguments":{"Name":"n","ID":1,"text":"fine-1"}}"#,
+            json!({"name": "echo", "arguments": {"Name": "n", "ID": 1, "text": "fine-1"}}),
+        ),
         // Fullwidth letters are not in `name`'s folding orbit: Go does not read it as `name`.
-        (r#"{"name":"echo","ｎame":"write_file","arguments":{"text":"fine-2"}}"#, json!({"name": "echo", "arguments": {"text": "fine-2"}})),
+        (
+            r#"{"name":"echo","ｎame":"write_file","arguments":{"text":"fine-2"}}"#,
+            json!({"name": "echo", "arguments": {"text": "fine-2"}}),
+        ),
         // Dotless ı folds to itself in simple folding.
-        (r#"{"name":"echo","arguments":{"text":"fine-3"},"argumentı":{"x":1}}"#, json!({"name": "echo", "arguments": {"text": "fine-3"}})),
+        (
+            r#"{"name":"echo","arguments":{"text":"fine-3"},"argumentı":{"x":1}}"#,
+            json!({"name": "echo", "arguments": {"text": "fine-3"}}),
+        ),
     ];
     for (i, (params, ran)) in fine.iter().enumerate() {
         let id = 200 + i as i64;
-        let line = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{params}}}"#);
+        let line =
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{params}}}"#);
         w.send_raw(format!("{line}\n").as_bytes());
         let reply = w.recv_id(&json!(id));
         let text = reply
@@ -169,11 +179,18 @@ fn the_go_server_merges_what_behavry_refuses() {
         .lines()
         .map(|l| {
             let reply: Value = serde_json::from_str(l).expect("JSON");
-            serde_json::from_str(reply["result"]["content"][0]["text"].as_str().expect("text"))
-                .expect("JSON text")
+            serde_json::from_str(
+                reply["result"]["content"][0]["text"]
+                    .as_str()
+                    .expect("text"),
+            )
+            .expect("JSON text")
         })
         .collect();
-    assert_eq!(ran[0], json!({"name": "delete", "arguments": {"a": 1, "b": 2}}));
+    assert_eq!(
+        ran[0],
+        json!({"name": "delete", "arguments": {"a": 1, "b": 2}})
+    );
     assert_eq!(ran[1]["name"], "delete");
     for line in input.lines() {
         assert!(strict::parse(line.as_bytes()).is_err(), "{line}");
