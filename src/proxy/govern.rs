@@ -35,8 +35,11 @@ pub struct Call {
     pub method: String,
     /// The governed request, or why its params are malformed (then it is denied).
     pub governed: Result<Governed, String>,
-    /// The whole message: what is forwarded if the call is allowed.
+    /// The whole message, as evaluated.
     pub message: Value,
+    /// What is forwarded if the call is allowed: the client's bytes, which the strict parse
+    /// showed read as `message` in every JSON reader; an approval is bound to their hash.
+    pub body: Vec<u8>,
 }
 
 impl Call {
@@ -230,9 +233,7 @@ impl Relay {
             method: call.method.clone(),
             qualified: format!("{}/{}", self.ctx.server, decided.row.tool),
         };
-        // What is forwarded is the value that was evaluated, re-serialised, not the bytes that
-        // came in; an approval is bound to the hash of exactly these bytes.
-        let body = call.message.to_string().into_bytes();
+        let body = call.body;
         // A wrapper holds a bounded number of calls: beyond it, the call is denied at once.
         let permit = match decided.held().then(|| self.waiter.try_hold()) {
             Some(Ok(permit)) => Some(permit),
@@ -614,6 +615,7 @@ mod tests {
             method: "tools/call".into(),
             governed: Governed::from_request("tools/call", message.get("params"))
                 .expect("governed"),
+            body: message.to_string().into_bytes(),
             message,
         }
     }
@@ -748,6 +750,7 @@ mod tests {
             method: "tools/call".into(),
             governed: Governed::from_request("tools/call", message.get("params"))
                 .expect("governed"),
+            body: message.to_string().into_bytes(),
             message,
         };
         assert!(call.governed.is_err());

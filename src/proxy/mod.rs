@@ -385,33 +385,46 @@ impl Relay {
     }
 
     async fn on_client_line(self: &Arc<Self>, line: Vec<u8>) {
-        // The one parse: policy evaluates this value and the server receives it re-serialised.
-        let value = match strict::parse(&line) {
-            Ok(v) => v,
-            Err(rejection) => return self.reply(rejection.reply()).await,
+        // The one parse: policy evaluates its value, the server receives the bytes it was read
+        // from (lone surrogates repaired), which strict parsing showed read the same everywhere.
+        let message = match strict::read_keeping(line) {
+            Ok(m) => m,
+            Err((rejection, line)) => return self.refuse(rejection, &line).await,
         };
+        let strict::Message { value, bytes } = message;
         let Value::Array(items) = value else {
-            if let Some(value) = self.admit(value).await {
-                self.client_message(value).await;
+            if let Err(rejection) = strict::check(&value) {
+                return self.refuse(rejection, &bytes).await;
+            }
+            if let Some(value) = self.admit(value, &bytes).await {
+                self.client_message(strict::Message { value, bytes }).await;
             }
             return;
         };
         if let Err(rejection) = self.guard.batch_allowed() {
-            return self.reply(rejection.reply()).await;
+            return self.refuse(rejection, &bytes).await;
         }
         if items.is_empty() {
             return self
                 .reply(message::error_reply(None, INVALID_REQUEST, "empty batch"))
                 .await;
         }
-        let mut admitted = Vec::with_capacity(items.len());
+        let count = items.len();
+        let mut admitted = Vec::with_capacity(count);
         for item in items {
-            if let Some(item) = self.admit(item).await {
+            if let Err(rejection) = strict::check(&item) {
+                self.refuse(rejection, item.to_string().as_bytes()).await;
+                continue;
+            }
+            let element = item.to_string();
+            if let Some(item) = self.admit(item, element.as_bytes()).await {
                 admitted.push(item);
             }
         }
-        // A batch with nothing governed in it passes as one batch; otherwise each element is
-        // handled on its own, so no governed element is ever forwarded undecided.
+        // A batch with nothing governed in it passes as one batch (the client's bytes when every
+        // element was admitted); otherwise each element is handled on its own, so no governed
+        // element is ever forwarded undecided. Elements travel re-serialised: cutting the
+        // client's text into elements would need a second parse for no gain in meaning.
         if !admitted.is_empty()
             && admitted.iter().all(|m| {
                 matches!(
@@ -421,19 +434,46 @@ impl Relay {
             })
         {
             admitted.iter().for_each(|m| self.track(m));
-            self.forward(Value::Array(admitted).to_string().into_bytes())
-                .await;
+            let frame = if admitted.len() == count {
+                bytes
+            } else {
+                Value::Array(admitted).to_string().into_bytes()
+            };
+            self.forward(frame).await;
             return;
         }
-        for item in admitted {
-            self.client_message(item).await;
+        drop(bytes);
+        for value in admitted {
+            let bytes = value.to_string().into_bytes();
+            self.client_message(strict::Message { value, bytes }).await;
         }
     }
 
-    /// Handles one admitted message. Whatever is forwarded is `value` re-serialised, never the
-    /// bytes that came in, so the server reads exactly what behavry read.
-    async fn client_message(self: &Arc<Self>, value: Value) {
-        let raw = || value.to_string().into_bytes();
+    /// Answers a refused client message: with its id when the refusal could read one and no
+    /// request in flight uses it (then the answer would resolve that request instead). The
+    /// attempt is recorded: refused frames are what an auditor most wants to see.
+    async fn refuse(&self, rejection: strict::Rejection, line: &[u8]) {
+        let what = if rejection.code == message::PARSE_ERROR {
+            "parse_error"
+        } else {
+            "invalid_request"
+        };
+        self.audit.refused_frame(
+            &self.ctx.session_id,
+            &self.ctx.server,
+            what,
+            &rejection.message,
+            rejection.id.as_ref(),
+            line,
+        );
+        let id = rejection.id.as_ref().filter(|id| !self.guard.in_flight(id));
+        self.reply(rejection.reply_to(id)).await;
+    }
+
+    /// Handles one admitted message. What is forwarded is `message.bytes`, which the strict
+    /// parse showed read as `message.value`, the value behavry evaluated.
+    async fn client_message(self: &Arc<Self>, message: strict::Message) {
+        let strict::Message { value, bytes } = message;
         let (id, method) = match message::classify(&value) {
             Kind::Request { id, method } => (id.clone(), method.to_owned()),
             Kind::Notification { method }
@@ -450,7 +490,7 @@ impl Relay {
             }
             Kind::Notification { method } => {
                 let initialized = method == "notifications/initialized";
-                self.forward(raw()).await;
+                self.forward(bytes).await;
                 // The session is ready: read the server's tools before the first call needs them.
                 if initialized {
                     self.list_tools().await;
@@ -460,7 +500,7 @@ impl Relay {
             // The client's answer to one of behavry's own forms is behavry's, not the server's.
             Kind::Response { .. } if self.form_answer(&value) => return,
             Kind::Response { .. } => {
-                self.forward(raw()).await;
+                self.forward(bytes).await;
                 return;
             }
             Kind::Batch(_) => {
@@ -488,13 +528,13 @@ impl Relay {
                     method,
                     governed,
                     message: value,
+                    body: bytes,
                 };
                 tokio::spawn(async move { relay.govern(call, cancelled, deciding).await });
             }
             None => {
                 self.track(&value);
-                let frame = raw();
-                self.forward(frame).await;
+                self.forward(bytes).await;
             }
         }
     }
@@ -553,11 +593,11 @@ impl Relay {
 
     /// Runs one client message through the per-message checks; a refused one is answered here
     /// and `None` is returned.
-    async fn admit(&self, msg: Value) -> Option<Value> {
+    async fn admit(&self, msg: Value, line: &[u8]) -> Option<Value> {
         match strict::check(&msg).and_then(|()| self.guard.admit(&msg)) {
             Ok(()) => Some(msg),
             Err(rejection) => {
-                self.reply(rejection.reply()).await;
+                self.refuse(rejection, line).await;
                 None
             }
         }
@@ -589,29 +629,39 @@ impl Relay {
     }
 
     async fn on_server_line(&self, line: Vec<u8>) {
-        let value: Value = match serde_json::from_slice(&line) {
-            Ok(v) => v,
-            Err(_) => {
-                let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-                note!("the server wrote a line that is not JSON to stdout (dropped): {shown}");
+        let shown = || String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+        // Only the parts the relay needs are read: a huge result is skipped, and JSON that is
+        // valid but beyond serde's number range is still relayed.
+        let value = match message::read_server_line(&line) {
+            message::ServerLine::Message(skeleton) => skeleton,
+            message::ServerLine::NotJson => {
+                note!(
+                    "the server wrote a line that is not JSON to stdout (dropped): {}",
+                    crate::display::escape(&shown())
+                );
+                return;
+            }
+            // JSON that is not JSON-RPC at all (structured log lines) would break the client's
+            // reader as surely as plain text; a JSON-RPC object with an unusual shape is the
+            // client's to judge.
+            message::ServerLine::NotJsonRpc => {
+                note!(
+                    "the server wrote JSON that is not JSON-RPC to stdout (dropped): {}",
+                    crate::display::escape(&shown())
+                );
+                return;
+            }
+            message::ServerLine::Unreadable(e) => {
+                note!(
+                    "relayed a server message behavry could not read ({e}); its outcome is not recorded: {}",
+                    crate::display::escape(&shown())
+                );
+                let _ = self.to_client.send(line).await;
                 return;
             }
         };
-        // JSON that is not JSON-RPC at all (structured log lines) would break the client's reader
-        // as surely as plain text; a JSON-RPC object with an unusual shape is the client's to judge.
-        let json_rpc = |v: &Value| v.get("jsonrpc").is_some();
-        let is_json_rpc = match &value {
-            Value::Object(_) => json_rpc(&value),
-            Value::Array(items) => !items.is_empty() && items.iter().all(json_rpc),
-            _ => false,
-        };
-        if !is_json_rpc {
-            let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-            note!("the server wrote JSON that is not JSON-RPC to stdout (dropped): {shown}");
-            return;
-        }
         self.guard.server_message(&value);
-        if self.own_answer(&value).await {
+        if self.own_answer(&value, &line).await {
             return;
         }
         if let Kind::Notification {
@@ -622,12 +672,19 @@ impl Relay {
         }
         self.record_server_requests(&value);
         let started = match message::classify(&value) {
-            Kind::Response { .. } => self.settle(&value),
+            Kind::Response { .. } => self.settle(&value, &line),
             // Every element is settled (no short-circuit): each may record an outcome.
-            Kind::Batch(items) => items.iter().map(|m| self.settle(m)).filter(|s| *s).count() > 0,
+            Kind::Batch(items) => {
+                items
+                    .iter()
+                    .map(|m| self.settle(m, &line))
+                    .filter(|s| *s)
+                    .count()
+                    > 0
+            }
             _ => false,
         };
-        let line = self.renumber_progress(&value).unwrap_or(line);
+        let line = self.renumber_progress(&value, &line).unwrap_or(line);
         let _ = self.to_client.send(line).await;
         if started {
             self.warn_if_policies_broken().await;
@@ -657,16 +714,17 @@ impl Relay {
 
     /// The server's `notifications/progress` on the token of a call that was held, shifted past
     /// the keepalives the client already saw on it; `None` for every other message.
-    fn renumber_progress(&self, msg: &Value) -> Option<Vec<u8>> {
+    fn renumber_progress(&self, skeleton: &Value, line: &[u8]) -> Option<Vec<u8>> {
         let Kind::Notification {
             method: "notifications/progress",
-        } = message::classify(msg)
+        } = message::classify(skeleton)
         else {
             return None;
         };
-        let token = message::id_key(msg.pointer("/params/progressToken")?);
+        let token = message::id_key(skeleton.pointer("/params/progressToken")?);
         let offset = *lock(&self.progress).get(&token)?;
-        let mut msg = msg.clone();
+        // A small notification: read whole, so only the numbers change.
+        let mut msg: Value = serde_json::from_slice(line).ok()?;
         for field in ["progress", "total"] {
             if let Some(n) = msg
                 .pointer(&format!("/params/{field}"))
@@ -679,8 +737,9 @@ impl Relay {
     }
 
     /// Response bookkeeping: refresh the tool catalogue from `tools/list`, record outcomes of
-    /// allowed calls. Returns whether this answered the client's `initialize`.
-    fn settle(&self, response: &Value) -> bool {
+    /// allowed calls. Returns whether this answered the client's `initialize`. `response` is the
+    /// skeleton of one response in `line` (see [`message::read_server_line`]).
+    fn settle(&self, response: &Value, line: &[u8]) -> bool {
         let Kind::Response { id } = message::classify(response) else {
             return false;
         };
@@ -699,8 +758,11 @@ impl Relay {
                 return result.is_some();
             }
             Pending::ToolsList => {
-                if let Some(result) = response.get("result") {
-                    self.client_tools_page(result);
+                // The tool list is read whole: the one answer whose result behavry uses.
+                if let Some(full) = message::full_response(line, id) {
+                    if let Some(result) = full.get("result") {
+                        self.client_tools_page(result);
+                    }
                 }
             }
             Pending::Governed {

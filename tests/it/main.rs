@@ -10,6 +10,7 @@ mod common;
 mod e2e;
 mod elicit;
 mod fuzz_smoke;
+mod go_server;
 mod launch;
 mod messages_api;
 mod paths;
