@@ -1,12 +1,11 @@
 //! What `behavry wrap` costs, measured against a direct connection in the same run.
 //!
 //! ```text
-//! cargo build --release && cargo run --release --example bench -- [--calls N] [--server python|mock]
+//! cargo build --release && cargo run --release --example bench -- [--calls N] [--policy DIR]
 //! ```
 //!
-//! Three setups talk to the same MCP server (a plain-`python3` echo server by default, or
-//! `behavry mock-server`), so the server's own cost is in all of them and the differences are what
-//! the wrapper adds:
+//! Three setups talk to the same MCP server (an echo server in plain `python3`, no packages), so
+//! the server's own cost is in all of them and the differences are what the wrapper adds:
 //!
 //! - **direct**: this harness ↔ the server;
 //! - **one rule**: ↔ `behavry wrap` with a single `allow` rule;
@@ -40,16 +39,16 @@ use serde_json::{json, Value};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
-/// The one-rule policy: allows exactly the benchmark's call.
-const ONE_RULE: &str = "package behavry.authz\n\nimport rego.v1\n\nallow if input.action.name == \"read_file\"\n";
+/// The one-rule policy: allows reads, which every call of the benchmark is.
+const ONE_RULE: &str = "package behavry.authz\n\nimport rego.v1\n\nallow if input.action.type == \"read\"\n";
 
 /// A stdio MCP server in plain python3 (no packages): `read_file` answers with the path,
-/// `big {bytes}` with that many bytes of text.
+/// `read_blob {bytes}` with that many bytes of text.
 const PYTHON_SERVER: &str = r#"
 import json, sys
 TOOLS = [
     {"name": "read_file", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}},
-    {"name": "big", "inputSchema": {"type": "object"}},
+    {"name": "read_blob", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}},
 ]
 out = sys.stdout
 for line in sys.stdin:
@@ -67,7 +66,7 @@ for line in sys.stdin:
         result = {"tools": TOOLS}
     elif method == "tools/call":
         args = params.get("arguments") or {}
-        if params.get("name") == "big":
+        if params.get("name") == "read_blob":
             text = "x" * int(args.get("bytes", 1 << 20))
         else:
             text = "contents of " + str(args.get("path", ""))
@@ -91,7 +90,6 @@ struct Options {
     evals: usize,
     big_calls: usize,
     starts: usize,
-    python: bool,
     policy: PathBuf,
     config: Option<PathBuf>,
 }
@@ -158,11 +156,7 @@ fn run() -> Result<()> {
     std::fs::create_dir_all(project.path().join("src"))?;
     let file = project.path().join("src/main.rs");
     std::fs::write(&file, "fn main() {}\n")?;
-    let server = if opts.python {
-        vec!["python3".into(), "-u".into(), "-c".into(), PYTHON_SERVER.into()]
-    } else {
-        vec![behavry.display().to_string(), "mock-server".into()]
-    };
+    let server = vec![python()?, "-u".into(), "-c".into(), PYTHON_SERVER.into()];
     let env = Env {
         behavry: behavry.clone(),
         server,
@@ -186,8 +180,7 @@ fn run() -> Result<()> {
         },
     ];
     eprintln!(
-        "bench: {} server, binary {}, base policy {}",
-        if opts.python { "python3" } else { "mock" },
+        "bench: binary {}, base policy {}",
         behavry.display(),
         opts.policy.display()
     );
@@ -253,7 +246,7 @@ fn run() -> Result<()> {
         for k in order(i, sessions.len()) {
             let (response, elapsed) = sessions[k].request(
                 "tools/call",
-                json!({"name": "big", "arguments": {"bytes": BIG}}),
+                json!({"name": "read_blob", "arguments": {"bytes": BIG}}),
             )?;
             let text = response.pointer("/result/content/0/text").and_then(Value::as_str);
             if text.map(str::len) != Some(BIG as usize) {
@@ -302,8 +295,7 @@ fn run() -> Result<()> {
         starts: stats(&mut starts),
     };
     println!(
-        "behavry bench: {} server; {} round trips, {} pipelined calls, {} × {} MiB, {} starts per setup",
-        if opts.python { "python3 echo" } else { "behavry mock-server" },
+        "behavry bench (python3 echo server): {} round trips, {} pipelined calls, {} × {} MiB, {} starts per setup",
         opts.calls,
         opts.pipelined / rounds * rounds,
         opts.big_calls,
@@ -312,6 +304,20 @@ fn run() -> Result<()> {
     );
     table.print();
     Ok(())
+}
+
+/// The python3 interpreter itself: version-manager shims (pyenv) are shell scripts that would
+/// add their own start-up to every setup.
+fn python() -> Result<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .map_err(|e| format!("cannot run python3 (the benchmark's MCP server): {e}"))?;
+    let exe = String::from_utf8(out.stdout)?.trim().to_owned();
+    if !out.status.success() || exe.is_empty() {
+        return Err("python3 did not say where its interpreter is".into());
+    }
+    Ok(exe)
 }
 
 /// The order in which setups take turn `i`: rotated, so none always goes first.
@@ -404,7 +410,6 @@ fn parse_args() -> Result<Option<Options>> {
         evals: 5000,
         big_calls: 5,
         starts: 20,
-        python: true,
         policy: Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/base"),
         config: None,
     };
@@ -417,14 +422,13 @@ fn parse_args() -> Result<Option<Options>> {
         if flag == "-h" || flag == "--help" {
             println!(
                 "usage: bench [--calls N] [--warmup N] [--pipelined N] [--evals N] [--big N] [--starts N]\n             \
-                 [--server python|mock] [--policy DIR] [--config FILE]\n\n\
+                 [--policy DIR] [--config FILE]\n\n\
                  --calls N      round trips per setup, one in flight [default: 2000]\n\
                  --warmup N     unmeasured round trips first [default: 200]\n\
                  --pipelined N  calls per setup with {IN_FLIGHT} in flight [default: 8000]\n\
                  --evals N      policy evaluations per policy [default: 5000]\n\
                  --big N        16 MiB results per setup [default: 5]\n\
                  --starts N     start-ups per setup [default: 20]\n\
-                 --server S     python (a plain python3 echo server) or mock (behavry mock-server) [default: python]\n\
                  --policy DIR   the base policy directory [default: policies/base]\n\
                  --config FILE  config.toml for the wrapped setups (e.g. [audit] durability = \"full\")\n\n\
                  BEHAVRY_BIN=<path> overrides the binary (default: target/release/behavry)"
@@ -446,13 +450,6 @@ fn parse_args() -> Result<Option<Options>> {
             "--evals" => opts.evals = number()?,
             "--big" => opts.big_calls = number()?,
             "--starts" => opts.starts = number()?,
-            "--server" => {
-                opts.python = match value.as_str() {
-                    "python" => true,
-                    "mock" => false,
-                    other => return Err(format!("--server {other:?}: python or mock").into()),
-                }
-            }
             "--policy" => opts.policy = PathBuf::from(&value),
             "--config" => opts.config = Some(PathBuf::from(&value)),
             other => return Err(format!("unknown argument {other:?}; try --help").into()),
