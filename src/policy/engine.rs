@@ -50,7 +50,15 @@ else := "escalate" if escalate
 else := "allow" if allow
 else := "deny"
 
-result := {"allow": allow, "deny": deny, "escalate": escalate, "reasons": reasons}
+# What the wrapper evaluates: each rule's values in a list (empty when the rule is undefined or
+# absent). Comprehensions instead of the defaults above: this costs half as much per decision, and
+# `verdict` in the engine reads it exactly as `decision` combines the rules.
+result := {
+	"allow": [x | x := data.behavry.authz.allow],
+	"deny": [x | x := data.behavry.authz.deny],
+	"escalate": [x | x := data.behavry.authz.escalate],
+	"reasons": [r | some x in data.behavry.authz.reasons; r := sprintf("%v", [x])],
+}
 "#;
 
 const DECISION_RULE: &str = "data.behavry.decision.result";
@@ -419,18 +427,25 @@ fn evaluate(mut engine: regorus::Engine, input: &Value) -> anyhow::Result<Verdic
     // Read straight from regorus's value: the decision module makes its shape (booleans, a set
     // of strings), so there is nothing to gain from a round trip through JSON text.
     let result = engine.eval_rule(DECISION_RULE.into())?;
-    let flag = |key: &str| result[key].as_bool().is_ok_and(|b| *b);
+    // A rule holds when its value is `true` (`allow := "yes"` does not allow, as `== true` in
+    // the decision module).
+    let flag = |key: &str| {
+        result[key]
+            .as_array()
+            .is_ok_and(|values| values.iter().any(|v| *v == regorus::Value::Bool(true)))
+    };
     let (allow, deny, escalate) = (flag("allow"), flag("deny"), flag("escalate"));
     let mut reasons: Vec<String> = result["reasons"]
-        .as_set()
-        .map(|set| {
-            set.iter()
+        .as_array()
+        .map(|list| {
+            list.iter()
                 .filter_map(|r| r.as_string().ok())
                 .map(|r| r.to_string())
                 .collect()
         })
         .unwrap_or_default();
     reasons.sort();
+    reasons.dedup();
     Ok(Verdict {
         decision: Decision::combine(allow, deny, escalate),
         allow,
@@ -733,6 +748,23 @@ mod tests {
             "{reason}"
         );
         assert!(p.error_report().expect("report").contains("^"));
+    }
+
+    #[test]
+    fn only_true_holds() {
+        for (rules, want) in [
+            ("allow := \"yes\"", Decision::Deny),
+            ("allow := 1", Decision::Deny),
+            ("allow contains 1", Decision::Deny),
+            ("allow := true", Decision::Allow),
+            ("allow := true\ndeny := false", Decision::Allow),
+            ("allow := true\ndeny := \"no\"", Decision::Allow),
+            ("allow := true\nescalate := {}", Decision::Allow),
+        ] {
+            let p = set(&format!("package behavry.authz\nimport rego.v1\n{rules}\n"));
+            assert!(p.error().is_none(), "{rules}: {:?}", p.error());
+            assert_eq!(p.decide(&json!({})).decision, want, "{rules}");
+        }
     }
 
     #[test]
