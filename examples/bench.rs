@@ -27,6 +27,9 @@
 //! would not measure an allowed call. The binary is `target/release/behavry` next to this example,
 //! or `BEHAVRY_BIN`; `--policy DIR` measures another base policy directory (for before/after).
 
+// The report on stdout is what this example is for.
+#![allow(clippy::print_stdout)]
+
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
