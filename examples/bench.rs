@@ -43,7 +43,8 @@ use serde_json::{json, Value};
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
 /// The one-rule policy: allows reads, which every call of the benchmark is.
-const ONE_RULE: &str = "package behavry.authz\n\nimport rego.v1\n\nallow if input.action.type == \"read\"\n";
+const ONE_RULE: &str =
+    "package behavry.authz\n\nimport rego.v1\n\nallow if input.action.type == \"read\"\n";
 
 /// A stdio MCP server in plain python3 (no packages): `read_file` answers with the path,
 /// `read_blob {bytes}` with that many bytes of text.
@@ -200,13 +201,13 @@ fn run() -> Result<()> {
         }
     }
 
-    let mut sessions: Vec<Session> = setups
-        .iter()
-        .map(|s| env.start(s))
-        .collect::<Result<_>>()?;
+    let mut sessions: Vec<Session> = setups.iter().map(|s| env.start(s)).collect::<Result<_>>()?;
     let idle: Vec<Option<f64>> = sessions.iter().map(|s| s.wrapper_rss("VmRSS")).collect();
 
-    eprintln!("bench: latency ({} calls per setup, one in flight)", opts.calls);
+    eprintln!(
+        "bench: latency ({} calls per setup, one in flight)",
+        opts.calls
+    );
     let mut latency: Vec<Vec<Duration>> = vec![Vec::with_capacity(opts.calls); setups.len()];
     for i in 0..opts.warmup + opts.calls {
         for k in order(i, sessions.len()) {
@@ -240,10 +241,7 @@ fn run() -> Result<()> {
         BIG >> 20,
         opts.big_calls
     );
-    let mut sessions: Vec<Session> = setups
-        .iter()
-        .map(|s| env.start(s))
-        .collect::<Result<_>>()?;
+    let mut sessions: Vec<Session> = setups.iter().map(|s| env.start(s)).collect::<Result<_>>()?;
     let mut big: Vec<Vec<Duration>> = vec![Vec::new(); setups.len()];
     for i in 0..opts.big_calls {
         for k in order(i, sessions.len()) {
@@ -251,9 +249,13 @@ fn run() -> Result<()> {
                 "tools/call",
                 json!({"name": "read_blob", "arguments": {"bytes": BIG}}),
             )?;
-            let text = response.pointer("/result/content/0/text").and_then(Value::as_str);
+            let text = response
+                .pointer("/result/content/0/text")
+                .and_then(Value::as_str);
             if text.map(str::len) != Some(BIG as usize) {
-                return Err(format!("{}: the big result did not arrive whole", sessions[k].label).into());
+                return Err(
+                    format!("{}: the big result did not arrive whole", sessions[k].label).into(),
+                );
             }
             big[k].push(elapsed);
         }
@@ -263,7 +265,10 @@ fn run() -> Result<()> {
         s.finish()?;
     }
 
-    eprintln!("bench: policy evaluation ({} per policy, in this process)", opts.evals);
+    eprintln!(
+        "bench: policy evaluation ({} per policy, in this process)",
+        opts.evals
+    );
     let input = wrapper_input(&env)?;
     let mut evals: Vec<Option<Stats>> = vec![None];
     for files in [&one_rule, &base_files] {
@@ -273,7 +278,9 @@ fn run() -> Result<()> {
         }
         let verdict = set.decide(&input);
         if verdict.decision != behavry::policy::Decision::Allow {
-            return Err(format!("the policy does not allow the benchmark's call: {verdict:?}").into());
+            return Err(
+                format!("the policy does not allow the benchmark's call: {verdict:?}").into(),
+            );
         }
         let mut times = Vec::with_capacity(opts.evals);
         for _ in 0..opts.evals {
@@ -336,7 +343,8 @@ fn read_call(path: &str) -> Value {
 fn wrapper_input(env: &Env) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let call = dir.path().join("call.json");
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": read_call(&env.file)});
+    let request =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": read_call(&env.file)});
     std::fs::write(&call, request.to_string())?;
     let out = Command::new(&env.behavry)
         .args(["policy", "eval", "--server", "fs", "--print-input", "--mcp"])
@@ -380,7 +388,9 @@ fn home_with(files: &[(String, String)], config: Option<&Path>) -> Result<tempfi
     let policies = home.path().join("policies");
     std::fs::create_dir_all(&policies)?;
     for (name, text) in files {
-        let base = Path::new(name).file_name().ok_or("a policy file without a name")?;
+        let base = Path::new(name)
+            .file_name()
+            .ok_or("a policy file without a name")?;
         std::fs::write(policies.join(base), text)?;
     }
     if let Some(config) = config {
@@ -458,8 +468,16 @@ fn parse_args() -> Result<Option<Options>> {
             other => return Err(format!("unknown argument {other:?}; try --help").into()),
         }
     }
-    if opts.calls == 0 || opts.pipelined < 8 || opts.evals == 0 || opts.big_calls == 0 || opts.starts == 0 {
-        return Err("--calls, --evals, --big and --starts must be at least 1, --pipelined at least 8".into());
+    if opts.calls == 0
+        || opts.pipelined < 8
+        || opts.evals == 0
+        || opts.big_calls == 0
+        || opts.starts == 0
+    {
+        return Err(
+            "--calls, --evals, --big and --starts must be at least 1, --pipelined at least 8"
+                .into(),
+        );
     }
     Ok(Some(opts))
 }
@@ -557,7 +575,9 @@ impl Session {
     fn line(&mut self, method: &str) -> Result<String> {
         let mut buf = String::new();
         if self.stdout.read_line(&mut buf)? == 0 {
-            return Err(format!("the {} setup closed its stdout during {method}", self.label).into());
+            return Err(
+                format!("the {} setup closed its stdout during {method}", self.label).into(),
+            );
         }
         Ok(buf)
     }
@@ -732,15 +752,30 @@ impl Table {
         };
         let mib = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
         row("", self.labels.iter().map(|l| l.to_string()).collect());
-        row("round trip p50 µs (1 in flight)", each(&|k| format!("{:.0}", self.latency[k].p50)));
-        row("round trip p99 µs", each(&|k| format!("{:.0}", self.latency[k].p99)));
-        row("added p50 µs", each(&|k| added(k, self.latency[k].p50, self.latency[0].p50)));
-        row("added p99 µs", each(&|k| added(k, self.latency[k].p99, self.latency[0].p99)));
+        row(
+            "round trip p50 µs (1 in flight)",
+            each(&|k| format!("{:.0}", self.latency[k].p50)),
+        );
+        row(
+            "round trip p99 µs",
+            each(&|k| format!("{:.0}", self.latency[k].p99)),
+        );
+        row(
+            "added p50 µs",
+            each(&|k| added(k, self.latency[k].p50, self.latency[0].p50)),
+        );
+        row(
+            "added p99 µs",
+            each(&|k| added(k, self.latency[k].p99, self.latency[0].p99)),
+        );
         row(
             &format!("throughput calls/s ({IN_FLIGHT} in flight)"),
             each(&|k| format!("{:.0}", self.throughput[k])),
         );
-        row("  ratio to direct", each(&|k| format!("{:.2}×", self.throughput[k] / self.throughput[0])));
+        row(
+            "  ratio to direct",
+            each(&|k| format!("{:.2}×", self.throughput[k] / self.throughput[0])),
+        );
         row(
             "policy eval µs p50 / p99",
             each(&|k| {
@@ -753,10 +788,22 @@ impl Table {
             &format!("{} MiB result ms p50", BIG >> 20),
             each(&|k| format!("{:.1}", self.big[k].p50 / 1000.0)),
         );
-        row("  ratio to direct", each(&|k| format!("{:.2}×", self.big[k].p50 / self.big[0].p50)));
-        row("wrapper peak RSS MiB (after big results)", each(&|k| mib(self.peak[k])));
-        row("wrapper idle RSS MiB (after handshake)", each(&|k| mib(self.idle[k])));
-        row("start-up ms p50 (spawn → initialized)", each(&|k| format!("{:.1}", self.starts[k].p50 / 1000.0)));
+        row(
+            "  ratio to direct",
+            each(&|k| format!("{:.2}×", self.big[k].p50 / self.big[0].p50)),
+        );
+        row(
+            "wrapper peak RSS MiB (after big results)",
+            each(&|k| mib(self.peak[k])),
+        );
+        row(
+            "wrapper idle RSS MiB (after handshake)",
+            each(&|k| mib(self.idle[k])),
+        );
+        row(
+            "start-up ms p50 (spawn → initialized)",
+            each(&|k| format!("{:.1}", self.starts[k].p50 / 1000.0)),
+        );
         row(
             "  added ms",
             each(&|k| {

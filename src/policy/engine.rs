@@ -409,7 +409,8 @@ fn to_rego(value: &Value) -> regorus::Value {
                 regorus::Value::from(u)
             } else {
                 // serde_json (without arbitrary_precision) holds every other number as a finite f64.
-                n.as_f64().map_or(regorus::Value::Null, regorus::Value::from)
+                n.as_f64()
+                    .map_or(regorus::Value::Null, regorus::Value::from)
             }
         }
         Value::String(s) => regorus::Value::from(s.as_str()),
@@ -783,7 +784,11 @@ mod tests {
             json!({"a": [1, {"b": [null, false, "c"]}], "": {"z": 0.1, "y": -0.0}}),
         ];
         for value in table {
-            assert_eq!(to_rego(&value), regorus::Value::from(value.clone()), "{value}");
+            assert_eq!(
+                to_rego(&value),
+                regorus::Value::from(value.clone()),
+                "{value}"
+            );
         }
     }
 

@@ -934,12 +934,8 @@ fn bench_refuses_policies_that_do_not_compile() {
     let home = Home::with_policy("bad.rego", "package behavry.authz\nallow if {\n");
     let input = home.path().join("input.json");
     std::fs::write(&input, seed_input("read", "/tmp/x")).expect("write");
-    let out = run(&mut home.command(&[
-        "policy",
-        "bench",
-        "--input",
-        input.to_str().expect("utf-8"),
-    ]));
+    let out =
+        run(&mut home.command(&["policy", "bench", "--input", input.to_str().expect("utf-8")]));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bad.rego:"), "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
