@@ -421,7 +421,7 @@ fn parse_args() -> Result<Option<Options>> {
         warmup: 200,
         pipelined: 8000,
         evals: 5000,
-        big_calls: 5,
+        big_calls: 9,
         starts: 20,
         policy: Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/base"),
         config: None,
@@ -440,7 +440,7 @@ fn parse_args() -> Result<Option<Options>> {
                  --warmup N     unmeasured round trips first [default: 200]\n\
                  --pipelined N  calls per setup with {IN_FLIGHT} in flight [default: 8000]\n\
                  --evals N      policy evaluations per policy [default: 5000]\n\
-                 --big N        16 MiB results per setup [default: 5]\n\
+                 --big N        16 MiB results per setup [default: 9]\n\
                  --starts N     start-ups per setup [default: 20]\n\
                  --policy DIR   the base policy directory [default: policies/base]\n\
                  --config FILE  config.toml for the wrapped setups (e.g. [audit] durability = \"full\")\n\n\
