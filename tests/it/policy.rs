@@ -907,3 +907,46 @@ fn eval_mcp_reports_calls_refused_before_policy() {
         stderr(&out)
     );
 }
+
+// ---- behavry policy bench ----
+
+#[test]
+fn bench_prints_the_decision_and_the_figures() {
+    let home = Home::with_policy("seed.rego", SEED);
+    let input = home.path().join("input.json");
+    std::fs::write(&input, seed_input("write", "/prod/config.yaml")).expect("write");
+    let input = input.to_str().expect("utf-8");
+
+    let out = run(&mut home.command(&["policy", "bench", "--input", input, "-n", "50"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0], "decision: deny");
+    let figures: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(figures[..2], ["50", "evaluations:"], "{text}");
+    for (label, at) in [("p50", 2), ("p99", 5), ("mean", 8), ("max", 11)] {
+        assert_eq!(figures[at], label, "{text}");
+        let us: f64 = figures[at + 1].parse().expect("a number of µs");
+        assert!(us > 0.0, "{text}");
+        assert_eq!(figures[at + 2], "µs", "{text}");
+    }
+
+    // The same ways of giving an input as `eval`, and a count of at least one.
+    let out = run(&mut home.command(&["policy", "bench", "-n", "0", "--input", input]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(&mut home.command(&["policy", "bench"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn bench_refuses_policies_that_do_not_compile() {
+    let home = Home::with_policy("bad.rego", "package behavry.authz\nallow if {\n");
+    let input = home.path().join("input.json");
+    std::fs::write(&input, seed_input("read", "/tmp/x")).expect("write");
+    let out =
+        run(&mut home.command(&["policy", "bench", "--input", input.to_str().expect("utf-8")]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad.rego:"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+}
