@@ -308,7 +308,7 @@ pub fn config_sections() -> Vec<Section> {
 pub fn config_template() -> String {
     let mut text = String::from(
         "# behavry configuration. Every option is shown at its default, commented out:\n\
-         # remove the leading `# ` of a line to change it. Reference: README.md.\n",
+         # remove the leading `# ` of a line to change it. Reference: docs/configuration.md.\n",
     );
     for section in config_sections() {
         text.push('\n');
