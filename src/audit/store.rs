@@ -417,12 +417,12 @@ impl Store {
 
     /// Records a decision and commits it; returns the row id.
     pub fn record_decision(&mut self, row: &DecisionRow) -> Result<i64, StoreError> {
-        self.insert_decision(row, None, &[])
+        self.record_decision_with(row, None, &[])
     }
 
     /// Records an escalated decision together with its pending approval, in one transaction.
     pub fn record_escalation(&mut self, row: &DecisionRow, hold: &Hold) -> Result<i64, StoreError> {
-        self.insert_decision(row, Some(hold), &[])
+        self.record_decision_with(row, Some(hold), &[])
     }
 
     /// Records a decision (with its pending approval when `hold` is given) and, in the same
@@ -434,84 +434,31 @@ impl Store {
         hold: Option<&Hold>,
         outcomes: &[OutcomeRow],
     ) -> Result<i64, StoreError> {
-        self.insert_decision(row, hold, outcomes)
+        let ids = self.record_decisions(&[(row, hold)], outcomes)?;
+        ids.first().copied().ok_or_else(|| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: rusqlite::Error::QueryReturnedNoRows,
+        })
     }
 
-    fn insert_decision(
+    /// Records several decisions (each with its pending approval, if any) and the outcomes
+    /// waiting to be written, in one transaction: one commit for every call decided meanwhile
+    /// (group commit). All or none are written; the ids come back in order.
+    pub fn record_decisions(
         &mut self,
-        row: &DecisionRow,
-        hold: Option<&Hold>,
+        rows: &[(&DecisionRow, Option<&Hold>)],
         outcomes: &[OutcomeRow],
-    ) -> Result<i64, StoreError> {
-        let ts = now_rfc3339();
-        let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
-        // Redacted here, where the data lands, so no caller can forget it.
-        let arguments = chain::canonical(&redact(&row.arguments));
-        let paths = serde_json::to_string(&row.paths).unwrap_or_else(|_| "[]".into());
-        let body = decision_body(&DecisionFields {
-            ts: &ts,
-            session_id: &row.session_id,
-            server: &row.server,
-            tool: &row.tool,
-            method: &row.method,
-            action_type: &row.action_type,
-            resource_path: row.resource_path.as_deref(),
-            paths: Some(&paths),
-            decision: &row.decision,
-            reasons: &reasons,
-            arguments: &arguments,
-            agent: &row.agent,
-            requester: &row.requester,
-            channel: &row.channel,
-            policy_hash: &row.policy_hash,
-            request_id: &row.request_id,
-            request_hash: hold.map(|h| h.request_hash.as_str()),
-        });
+    ) -> Result<Vec<i64>, StoreError> {
         let sql = sqlite_err(&self.path);
         let tx = self.write_tx()?;
         append_outcomes(&tx, outcomes).map_err(&sql)?;
-        let id = chain::append(&tx, &ts, Kind::Decision, None, &body).map_err(&sql)?;
-        tx.prepare_cached(
-            "INSERT INTO decisions (id, ts, session_id, server, tool, method, action_type, resource_path,
-                decision, reasons, arguments, agent, requester, channel, policy_hash, request_id, paths)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                id,
-                ts,
-                row.session_id,
-                row.server,
-                row.tool,
-                row.method,
-                row.action_type,
-                row.resource_path,
-                row.decision,
-                reasons,
-                arguments,
-                row.agent,
-                row.requester,
-                row.channel,
-                row.policy_hash,
-                row.request_id,
-                paths
-            ])
-        })
-        .map_err(&sql)?;
-        if let Some(hold) = hold {
-            tx.execute(
-                "INSERT INTO approvals (decision_id, owner_pid, owner_start, request_hash, summary, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![id, hold.owner.pid, hold.owner.start, hold.request_hash, arguments, ts, hold.expires_at],
-            )
+        let ids = rows
+            .iter()
+            .map(|(row, hold)| insert_decision(&tx, row, *hold))
+            .collect::<rusqlite::Result<Vec<i64>>>()
             .map_err(&sql)?;
-        }
-        if let Some(resolution) = row.resolution {
-            let body = json!({"resolution": resolution.as_str(), "reason": null, "by": BY_SESSION});
-            chain::append(&tx, &ts, Kind::Resolution, Some(id), &body).map_err(&sql)?;
-        }
         tx.commit().map_err(&sql)?;
-        Ok(id)
+        Ok(ids)
     }
 
     /// Records how a forwarded call ended, as a journal record referring to its decision.
@@ -992,6 +939,80 @@ pub struct OutcomeRow {
     pub duration_ms: f64,
     /// When the answer came (not when it is written).
     pub ts: String,
+}
+
+/// Inserts one decision (its journal record, its row, its pending approval, and the resolution an
+/// earlier session approval gives it) inside `tx`.
+fn insert_decision(
+    tx: &Transaction<'_>,
+    row: &DecisionRow,
+    hold: Option<&Hold>,
+) -> rusqlite::Result<i64> {
+    let ts = now_rfc3339();
+    let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
+    // Redacted here, where the data lands, so no caller can forget it.
+    let arguments = chain::canonical(&redact(&row.arguments));
+    let paths = serde_json::to_string(&row.paths).unwrap_or_else(|_| "[]".into());
+    let body = decision_body(&DecisionFields {
+        ts: &ts,
+        session_id: &row.session_id,
+        server: &row.server,
+        tool: &row.tool,
+        method: &row.method,
+        action_type: &row.action_type,
+        resource_path: row.resource_path.as_deref(),
+        paths: Some(&paths),
+        decision: &row.decision,
+        reasons: &reasons,
+        arguments: &arguments,
+        agent: &row.agent,
+        requester: &row.requester,
+        channel: &row.channel,
+        policy_hash: &row.policy_hash,
+        request_id: &row.request_id,
+        request_hash: hold.map(|h| h.request_hash.as_str()),
+    });
+    let id = chain::append(tx, &ts, Kind::Decision, None, &body)?;
+    tx.prepare_cached(
+        "INSERT INTO decisions (id, ts, session_id, server, tool, method, action_type, resource_path,
+            decision, reasons, arguments, agent, requester, channel, policy_hash, request_id, paths)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            id,
+            ts,
+            row.session_id,
+            row.server,
+            row.tool,
+            row.method,
+            row.action_type,
+            row.resource_path,
+            row.decision,
+            reasons,
+            arguments,
+            row.agent,
+            row.requester,
+            row.channel,
+            row.policy_hash,
+            row.request_id,
+            paths
+        ])
+    })
+    ?;
+    if let Some(hold) = hold {
+        tx.execute(
+            "INSERT INTO approvals (decision_id, owner_pid, owner_start, request_hash, summary, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, hold.owner.pid, hold.owner.start, hold.request_hash, arguments, ts, hold.expires_at],
+        )
+        ?;
+    }
+    if let Some(resolution) = row.resolution {
+        let body = json!({"resolution": resolution.as_str(), "reason": null, "by": BY_SESSION});
+        chain::append(tx, &ts, Kind::Resolution, Some(id), &body)?;
+    }
+    Ok(id)
 }
 
 fn append_outcomes(tx: &Transaction<'_>, outcomes: &[OutcomeRow]) -> rusqlite::Result<()> {

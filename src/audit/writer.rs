@@ -8,6 +8,10 @@
 //! queued to the audit thread, which waits as long as it takes. Outcomes of forwarded calls are
 //! not written on their own: they ride along in the next decision's transaction, or the thread
 //! writes them when it has been idle for a moment, and always before it stops.
+//!
+//! Decisions are committed in groups: a call queues its row, and whoever holds the connection
+//! (a deciding call, or the audit thread) commits every queued row in one transaction before it
+//! lets go, then answers each. Every call still waits for its own row to be committed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,11 +55,91 @@ struct Shared {
     opener: Mutex<Opener>,
     /// Outcomes waiting to be written with the next transaction. Never held across I/O.
     outcomes: Mutex<Vec<OutcomeRow>>,
+    /// Decisions waiting for their commit (see the module docs). Never held across I/O.
+    decisions: Mutex<Vec<Queued>>,
     /// Something was committed since the last idle checkpoint.
     dirty: AtomicBool,
 }
 
+/// A decision waiting for its commit, and who waits for it.
+struct Queued {
+    row: DecisionRow,
+    hold: Option<Hold>,
+    done: oneshot::Sender<Result<i64, String>>,
+}
+
 impl Shared {
+    fn take_decisions(&self) -> Vec<Queued> {
+        std::mem::take(
+            &mut *self
+                .decisions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    fn decisions_waiting(&self) -> bool {
+        !self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// Commits every queued decision in one transaction with `opener` held, then answers each.
+    /// `wait`: wait for other processes' locks (the audit thread); otherwise a contended batch
+    /// is put back and `false` returned, and the caller hands it to the thread.
+    fn commit_decisions(&self, opener: &mut Opener, wait: bool) -> bool {
+        let batch = self.take_decisions();
+        if batch.is_empty() {
+            return true;
+        }
+        let store = match opener.get() {
+            Ok(store) => store,
+            Err(e) => {
+                let e = e.to_owned();
+                batch
+                    .into_iter()
+                    .for_each(|q| drop(q.done.send(Err(e.clone()))));
+                return true;
+            }
+        };
+        let outcomes = self.take_outcomes();
+        let rows: Vec<(&DecisionRow, Option<&Hold>)> =
+            batch.iter().map(|q| (&q.row, q.hold.as_ref())).collect();
+        store.wait_for_locks(wait);
+        let result = store.record_decisions(&rows, &outcomes);
+        store.wait_for_locks(true);
+        drop(rows);
+        match result {
+            Ok(ids) => {
+                self.dirty.store(true, Ordering::Relaxed);
+                for (q, id) in batch.into_iter().zip(ids) {
+                    let _ = q.done.send(Ok(id));
+                }
+                true
+            }
+            Err(e) => {
+                self.restore_outcomes(outcomes);
+                if !wait && e.is_contention() {
+                    let mut queue = self
+                        .decisions
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    let newer = std::mem::take(&mut *queue);
+                    *queue = batch;
+                    queue.extend(newer);
+                    return false;
+                }
+                let e = e.to_string();
+                batch
+                    .into_iter()
+                    .for_each(|q| drop(q.done.send(Err(e.clone()))));
+                true
+            }
+        }
+    }
+
     fn opener(&self) -> std::sync::MutexGuard<'_, Opener> {
         // A panic inside a store call leaves the connection as SQLite left it: usable.
         self.opener.lock().unwrap_or_else(PoisonError::into_inner)
@@ -147,6 +231,7 @@ impl AuditHandle {
         let shared = Arc::new(Shared {
             opener: Mutex::new(opener),
             outcomes: Mutex::new(Vec::new()),
+            decisions: Mutex::new(Vec::new()),
             dirty: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
@@ -256,23 +341,20 @@ impl AuditHandle {
         self.decision(row, Some(hold)).await
     }
 
-    /// Commits a decision row, with the outcomes waiting to be written in the same transaction.
+    /// Commits a decision row (with every other row queued meanwhile and the outcomes waiting to
+    /// be written) and returns its id once it is committed.
     async fn decision(&self, row: DecisionRow, hold: Option<Hold>) -> Result<i64, String> {
-        let shared = self.shared.clone();
-        self.call(move |store| {
-            let outcomes = shared
-                .as_ref()
-                .map(|s| s.take_outcomes())
-                .unwrap_or_default();
-            let result = store.record_decision_with(&row, hold.as_ref(), &outcomes);
-            if result.is_err() {
-                if let Some(shared) = &shared {
-                    shared.restore_outcomes(outcomes);
-                }
-            }
-            result
-        })
-        .await
+        let (Some(shared), Ok(sender)) = (&self.shared, &self.inner) else {
+            return Err(self.inner.as_ref().err().cloned().unwrap_or_default());
+        };
+        let (done, committed) = oneshot::channel();
+        shared
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Queued { row, hold, done });
+        lead(shared, sender);
+        committed.await.map_err(|_| STOPPED.to_string())?
     }
 
     /// How the escalation `id` was resolved, if it was.
@@ -455,6 +537,31 @@ impl AuditHandle {
     }
 }
 
+/// Commits the queued decisions here if the connection is free and the commit can finish at once;
+/// otherwise whoever holds the connection commits them before letting go, or the audit thread
+/// does (it waits for other processes' locks, and for every fsync with `durability = "full"`).
+fn lead(shared: &Arc<Shared>, thread: &mpsc::Sender<Command>) {
+    loop {
+        let Ok(mut opener) = shared.opener.try_lock() else {
+            // The holder commits what is queued before it lets go.
+            return;
+        };
+        let here = matches!(&opener.store, Ok(store) if store.durability() == Durability::Normal);
+        if !here || !shared.commit_decisions(&mut opener, false) {
+            drop(opener);
+            // An empty job: after every job, the thread commits what is queued (waiting as long
+            // as it takes).
+            let _ = thread.send(Command::Run(Box::new(|_| {})));
+            return;
+        }
+        drop(opener);
+        // Rows queued while this commit ran: their callers found the connection busy.
+        if !shared.decisions_waiting() {
+            return;
+        }
+    }
+}
+
 /// How long the audit thread must be idle before it folds the WAL back into the database.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
 
@@ -475,13 +582,18 @@ fn serve(shared: &Shared, rx: mpsc::Receiver<Command>) {
                 }
                 job(store);
                 shared.dirty.store(true, Ordering::Relaxed);
+                // Decisions queued while this job held the connection.
+                shared.commit_decisions(&mut opener, true);
             }
             Ok(Command::Finish) | Err(RecvTimeoutError::Disconnected) => {
-                shared.flush_outcomes(&mut shared.opener());
+                let mut opener = shared.opener();
+                shared.commit_decisions(&mut opener, true);
+                shared.flush_outcomes(&mut opener);
                 return;
             }
             Err(RecvTimeoutError::Timeout) => {
                 let mut opener = shared.opener();
+                shared.commit_decisions(&mut opener, true);
                 shared.flush_outcomes(&mut opener);
                 if shared.dirty.swap(false, Ordering::Relaxed) {
                     if let Ok(store) = &opener.store {
@@ -540,5 +652,41 @@ mod tests {
         let mut store = Store::open(&path).expect("reopen");
         let verified = store.verify();
         assert!(matches!(verified, Ok(Ok(_))), "{verified:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_calls_deciding_at_once_each_wait_for_their_own_commit() {
+        for durability in [Durability::Normal, Durability::Full] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = Arc::new(dir.path().join("behavry.db"));
+            let (audit, thread) = AuditHandle::open(&path, durability);
+            let calls: Vec<_> = (0..32)
+                .map(|i| {
+                    let (audit, path) = (audit.clone(), path.clone());
+                    tokio::spawn(async move {
+                        let id = audit.record(row("allow", &format!("t{i}"))).await;
+                        let id = id.expect("recorded");
+                        // Committed before the call hears its id: another connection sees it.
+                        let committed = rows(&path).iter().any(|r| r.id == id);
+                        (id, committed)
+                    })
+                })
+                .collect();
+            let mut ids = Vec::new();
+            for call in calls {
+                let (id, committed) = call.await.expect("task");
+                assert!(
+                    committed,
+                    "row {id} was answered before its commit ({durability:?})"
+                );
+                ids.push(id);
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), 32);
+            thread.finish();
+            let verified = Store::open(&path).expect("reopen").verify();
+            assert!(matches!(verified, Ok(Ok(_))), "{verified:?}");
+        }
     }
 }
