@@ -32,6 +32,9 @@
 //! - [`cli`]: the command line: `wrap`, `log`, `policy`, and the hidden mock server used by tests.
 //! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
 //!   approver, tables, notes); machine outputs keep the exact text.
+//! - [`hook`]: Claude Code's own tools (Bash, Write, Read, …) under the same policies and log,
+//!   through its hooks: the event, the input it makes, the answer, `settings.json` entries, and
+//!   the agents the approver's self-approval guard looks for.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //!
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
@@ -42,6 +45,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod display;
+pub mod hook;
 pub mod mock;
 pub mod policy;
 pub mod proxy;

@@ -2,6 +2,7 @@
 
 mod approve;
 mod events;
+mod hook;
 mod log;
 mod policy;
 mod wrap;
@@ -39,6 +40,7 @@ enum Command {
     Log(LogArgs),
     Approve(ApproveArgs),
     Policy(policy::PolicyArgs),
+    Hook(HookArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
     /// A minimal MCP server for tests and benchmarks.
@@ -87,6 +89,37 @@ struct ApproveArgs {
     /// With --list: one JSON object per line
     #[arg(long, requires = "list")]
     json: bool,
+}
+
+/// Decide Claude Code's own tool calls (Bash, Write, Read, …): the command its hooks run
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Claude Code runs `behavry hook` with one hook event as JSON on stdin; it \
+    answers allow, deny or ask (or nothing, leaving the call to Claude Code's own permissions) and \
+    records the decision in the same log as MCP calls.\n\n\
+    Examples:\n  \
+    behavry hook install                 # ~/.claude/settings.json\n  \
+    behavry hook install --scope project # .claude/settings.json of this project\n  \
+    behavry hook status\n  \
+    behavry hook uninstall")]
+struct HookArgs {
+    #[command(subcommand)]
+    action: Option<HookAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum HookAction {
+    /// Add behavry's hooks (PreToolUse, PostToolUse, PostToolUseFailure) to Claude Code's settings
+    Install {
+        #[arg(long, value_enum, default_value = "user")]
+        scope: crate::hook::settings::Scope,
+    },
+    /// Remove exactly behavry's hooks from Claude Code's settings
+    Uninstall {
+        #[arg(long, value_enum, default_value = "user")]
+        scope: crate::hook::settings::Scope,
+    },
+    /// Which settings files have behavry's hooks
+    Status,
 }
 
 /// Show the audit trail (newest last), verify it, or prune it
@@ -159,6 +192,7 @@ pub fn main() -> i32 {
         Command::Log(args) => log::run(args),
         Command::Approve(args) => approve::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Hook(args) => hook::run(args),
         Command::Paths => paths(),
         Command::MockServer => crate::mock::run().map(|()| 0).map_err(anyhow::Error::from),
     };
