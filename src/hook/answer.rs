@@ -32,6 +32,9 @@ pub fn answer(verdict: &Verdict, escalate: Escalate) -> Answer {
             Escalate::Ask => Answer::Ask(reason),
             Escalate::Approve => Answer::Hold(reason),
         },
+        Decision::Allow if verdict.reasons.is_empty() => {
+            Answer::Allow("behavry: a policy rule allows this call".into())
+        }
         Decision::Allow => Answer::Allow(reason),
     }
 }
