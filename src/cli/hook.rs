@@ -29,8 +29,19 @@ const MAX_EVENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Set by whichever answers first: the decision or the deadline. Only one answer is printed.
 static ANSWERED: AtomicBool = AtomicBool::new(false);
 
-/// Milliseconds after start at which the deadline answers; raised while a person decides.
+/// Milliseconds after start at which the deadline answers; raised while a person decides. Set it
+/// with [`set_deadline`].
 static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
+
+/// The thread that answers at the deadline, woken when the deadline moves.
+static WATCHDOG: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
+
+fn set_deadline(ms: u64) {
+    DEADLINE_MS.store(ms, Ordering::SeqCst);
+    if let Some(watchdog) = WATCHDOG.get() {
+        watchdog.unpark();
+    }
+}
 
 pub fn run(args: HookArgs) -> anyhow::Result<i32> {
     match args.action {
@@ -48,7 +59,8 @@ fn respond() -> i32 {
         crate::hook::HookConfig::default().deadline_ms,
         Ordering::SeqCst,
     );
-    std::thread::spawn(move || deadline(start));
+    let watchdog = std::thread::spawn(move || deadline(start));
+    let _ = WATCHDOG.set(watchdog.thread().clone());
     let answer = std::panic::catch_unwind(|| {
         let mut text = String::new();
         let read = std::io::stdin()
@@ -82,7 +94,7 @@ fn deadline(start: Instant) {
         let due = start + Duration::from_millis(DEADLINE_MS.load(Ordering::SeqCst));
         let now = Instant::now();
         if now < due {
-            std::thread::sleep(due - now);
+            std::thread::park_timeout(due - now);
             continue;
         }
         if !ANSWERED.swap(true, Ordering::SeqCst) {
@@ -125,7 +137,7 @@ fn pre(call: ToolUse, start: Instant) -> anyhow::Result<Option<String>> {
     let paths = Paths::resolve()?;
     let config = Config::load(&paths.config_file())?;
     let hook = config.hook.clone();
-    DEADLINE_MS.store(hook.deadline_ms, Ordering::SeqCst);
+    set_deadline(hook.deadline_ms);
     if event::is_mcp_tool(&call.tool_name) && hook.mcp_tools == McpTools::Defer {
         return Ok(None);
     }
@@ -182,11 +194,10 @@ fn pre(call: ToolUse, start: Instant) -> anyhow::Result<Option<String>> {
     // Held: the deadline now covers the wait for a person too.
     let timeout = hook.approval_timeout();
     let waited_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    DEADLINE_MS.store(
+    set_deadline(
         waited_ms
             .saturating_add(timeout.as_millis() as u64)
             .saturating_add(hook.deadline_ms),
-        Ordering::SeqCst,
     );
     let expires = time::OffsetDateTime::now_utc() + timeout;
     let hold = Hold {

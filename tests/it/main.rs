@@ -9,6 +9,7 @@ mod common;
 mod e2e;
 mod elicit;
 mod fuzz_smoke;
+mod hook;
 mod paths;
 mod policy;
 mod wrap;
