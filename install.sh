@@ -1,11 +1,11 @@
 #!/bin/sh
-# Builds and installs behavry with cargo, then gives it a first policy if it has none.
+# Builds and installs behavry with cargo, then runs `behavry init` (config and first policies).
 #
 #   ./install.sh
 #
 # The binary goes where `cargo install` puts binaries (~/.cargo/bin unless CARGO_INSTALL_ROOT or
 # CARGO_HOME say otherwise). The policy directory is the one `behavry paths` reports, so
-# BEHAVRY_HOME is respected. Existing policies are never overwritten.
+# BEHAVRY_HOME is respected. Existing config and policies are never overwritten.
 set -eu
 
 say() { printf '%s\n' "$*"; }
@@ -37,60 +37,12 @@ case ":$PATH:" in
 *) warn "$bin_dir is not on your PATH; add it (e.g. export PATH=\"$bin_dir:\$PATH\" in your shell profile) so your MCP client can run behavry." ;;
 esac
 
-policy_dir=$("$behavry" paths | sed -n 's/^policies: *//p')
-[ -n "$policy_dir" ] || die "could not read the policy directory from \`$behavry paths\`."
-
-# The policy directory is behavry's rulebook: only its owner should be able to change it.
-if [ ! -d "$policy_dir" ]; then
-    (umask 077 && mkdir -p "$policy_dir")
-    chmod 700 "$policy_dir"
-else
-    chmod go-w "$policy_dir"
-fi
-
-if [ -n "$(find "$policy_dir" -name '*.rego' -type f 2>/dev/null | head -n 1)" ]; then
-    say "Policies already present in $policy_dir; left as they are."
-else
-    seeded=0
-    for src in "$repo"/policies/base/*.rego; do
-        [ -f "$src" ] || continue
-        dest="$policy_dir/$(basename "$src")"
-        if [ -e "$dest" ]; then
-            continue
-        fi
-        cp "$src" "$dest"
-        chmod 600 "$dest"
-        seeded=$((seeded + 1))
-    done
-    if [ "$seeded" -eq 0 ]; then
-        dest="$policy_dir/seed.rego"
-        if [ ! -e "$dest" ]; then
-            cp "$repo/policies/examples/seed.rego" "$dest"
-            chmod 600 "$dest"
-            seeded=1
-        fi
-    fi
-    say "Seeded $policy_dir with $seeded policy file(s):"
-    for f in "$policy_dir"/*.rego; do
-        if [ -f "$f" ]; then
-            say "  $f"
-        fi
-    done
-fi
-
-say ""
 say "behavry is installed: $behavry"
-say ""
-say "Next: put it in front of an MCP server in Claude Code, e.g."
 if [ -n "${BEHAVRY_HOME:-}" ]; then
-    # The wrapper Claude Code starts must see the same BEHAVRY_HOME (as an absolute path).
-    home=$(dirname "$policy_dir")
-    case "$home" in
-    *[!A-Za-z0-9_./-]*) home="'$home'" ;;
-    esac
-    say "  claude mcp add fs -- env BEHAVRY_HOME=$home behavry wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/code"
-else
-    say "  claude mcp add fs -- behavry wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/code"
+    # The wrapper Claude Code starts must see the same BEHAVRY_HOME.
+    say "Note: BEHAVRY_HOME is set; add it to the env of each wrapped server in Claude Code's config."
 fi
-say "then see every decision it made with:"
-say "  behavry log"
+say ""
+# A commented config.toml and the default policies (never overwrites what is there); it ends by
+# saying what to do next.
+"$behavry" init

@@ -29,7 +29,8 @@
 //!   ([`policy::inspect`], [`policy::testing`]).
 //! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
 //!   ([`audit::writer`]).
-//! - [`cli`]: the command line: `wrap`, `log`, `policy`, and the hidden mock server used by tests.
+//! - [`cli`]: the command line: `wrap`, `log`, `policy`, `approve`, the set-up commands (`init`,
+//!   `claude`, `demo`, `completions`, `man`), and the hidden mock server used by tests.
 //! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
 //!   approver, tables, notes); machine outputs keep the exact text.
 //! - [`hook`]: Claude Code's own tools (Bash, Write, Read, …) under the same policies and log,
@@ -38,7 +39,8 @@
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //!
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
-//! `log`, `policy` and `paths` commands: in `wrap`, stdout is the protocol channel.
+//! commands meant for people (`log`, `policy`, `paths`, the set-up commands): in `wrap`, stdout is
+//! the protocol channel.
 
 pub mod approval;
 pub mod audit;

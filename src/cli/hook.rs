@@ -1,5 +1,6 @@
 //! `behavry hook`: the command Claude Code runs for each of its tool calls (one event on stdin,
-//! the answer on stdout, always exit 0), and `behavry hook install|uninstall|status`.
+//! the answer on stdout, always exit 0), and `behavry claude hook install|uninstall`, which put
+//! it into Claude Code's settings (`behavry claude status` shows them).
 //!
 //! Claude Code runs the tool when a hook exits 1, prints garbage or times out, so this command
 //! never does any of those: a failure anywhere (bad event, unreadable config, policies that do
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{HookAction, HookArgs};
+use super::HookArgs;
 use crate::approval::{self, Released, Timing};
 use crate::audit::store::{Hold, Outcome, Owner, Resolution, Resolved};
 use crate::audit::{LogFilter, Store};
@@ -43,12 +44,34 @@ fn set_deadline(ms: u64) {
     }
 }
 
-pub fn run(args: HookArgs) -> anyhow::Result<i32> {
-    match args.action {
-        None => Ok(respond()),
-        Some(HookAction::Install { scope }) => install(scope, true),
-        Some(HookAction::Uninstall { scope }) => install(scope, false),
-        Some(HookAction::Status) => status(),
+pub fn run(_: HookArgs) -> anyhow::Result<i32> {
+    Ok(respond())
+}
+
+/// `behavry claude hook …`
+#[derive(Debug, clap::Subcommand)]
+#[command(
+    after_help = "Scopes: user = ~/.claude/settings.json (every project); project = \
+    .claude/settings.json (shared with the project); local = .claude/settings.local.json (yours, \
+    not checked in). The project is $CLAUDE_PROJECT_DIR, else the current directory."
+)]
+pub enum HookSettings {
+    /// Add behavry's hooks (PreToolUse, PostToolUse, PostToolUseFailure) to Claude Code's settings
+    Install {
+        #[arg(long, value_enum, default_value = "user")]
+        scope: settings::Scope,
+    },
+    /// Remove exactly behavry's hooks from Claude Code's settings
+    Uninstall {
+        #[arg(long, value_enum, default_value = "user")]
+        scope: settings::Scope,
+    },
+}
+
+pub fn settings(action: HookSettings) -> anyhow::Result<i32> {
+    match action {
+        HookSettings::Install { scope } => install(scope, true),
+        HookSettings::Uninstall { scope } => install(scope, false),
     }
 }
 
@@ -99,9 +122,8 @@ fn deadline(start: Instant) {
         }
         if !ANSWERED.swap(true, Ordering::SeqCst) {
             let ms = DEADLINE_MS.load(Ordering::SeqCst);
-            let line = answer::fail_closed(&format!(
-                "no decision within {ms} ms ([hook] deadline_ms)"
-            ));
+            let line =
+                answer::fail_closed(&format!("no decision within {ms} ms ([hook] deadline_ms)"));
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
@@ -213,7 +235,10 @@ fn pre(call: ToolUse, start: Instant) -> anyhow::Result<Option<String>> {
             ))))
         }
     };
-    note!("{SERVER}/{} waits for `behavry approve`: {reason}", call.tool_name);
+    note!(
+        "{SERVER}/{} waits for `behavry approve`: {reason}",
+        call.tool_name
+    );
     let released = wait(store, id, timeout)?;
     let answer = match released {
         Released::Approved { by, .. } => Answer::Allow(format!("behavry: approved by {by}")),
@@ -336,10 +361,24 @@ fn install(scope: settings::Scope, add: bool) -> anyhow::Result<i32> {
     } else {
         settings::uninstall(current.clone())
     }
-    .map_err(|why| anyhow::anyhow!("{}: {why}; fix the file, then run this again", path.display()))?;
+    .map_err(|why| {
+        anyhow::anyhow!(
+            "{}: {why}; fix the file, then run this again",
+            path.display()
+        )
+    })?;
     let mut out = std::io::stdout().lock();
     if updated == current {
-        writeln!(out, "{}: already {}", path.display(), if add { "installed" } else { "without behavry's hooks" })?;
+        writeln!(
+            out,
+            "{}: already {}",
+            path.display(),
+            if add {
+                "installed"
+            } else {
+                "without behavry's hooks"
+            }
+        )?;
         return Ok(0);
     }
     settings::write(&path, &updated)?;
@@ -356,30 +395,28 @@ fn install(scope: settings::Scope, add: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn status() -> anyhow::Result<i32> {
-    let mut out = std::io::stdout().lock();
-    for scope in [settings::Scope::User, settings::Scope::Project, settings::Scope::Local] {
+/// behavry's hooks in each settings file, for `behavry claude status`.
+pub fn status(out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    for scope in [
+        settings::Scope::User,
+        settings::Scope::Project,
+        settings::Scope::Local,
+    ] {
         let path = settings_file(scope)?;
-        let events = match settings::read(&path) {
-            Ok(s) => settings::installed(&s),
-            Err(e) => {
-                writeln!(out, "{:<8} {}: {e}", format!("{scope:?}").to_lowercase(), path.display())?;
-                continue;
-            }
+        let shown = match settings::read(&path) {
+            Ok(s) if settings::installed(&s).is_empty() => "no behavry hooks".to_owned(),
+            Ok(s) => format!("behavry hooks: {}", settings::installed(&s).join(", ")),
+            Err(e) => e.to_string(),
         };
-        let shown = if events.is_empty() {
-            "no behavry hooks".to_owned()
-        } else {
-            events.join(", ")
-        };
+        let scope = format!("{scope:?}").to_lowercase();
         writeln!(
             out,
-            "{:<8} {}: {shown}",
-            format!("{scope:?}").to_lowercase(),
+            "{scope:<8} {:<20} {shown} ({})",
+            "hooks",
             path.display()
         )?;
     }
-    Ok(0)
+    Ok(())
 }
 
 /// The settings file of `scope`: the home directory for `user`, the project (CLAUDE_PROJECT_DIR,

@@ -1,11 +1,16 @@
 //! The command line. Parsing, dispatch and the one place errors become exit codes.
 
 mod approve;
+mod claude;
+mod demo;
 mod events;
 mod hook;
+mod init;
 mod log;
 mod policy;
 mod wrap;
+
+use clap::CommandFactory as _;
 
 use std::path::PathBuf;
 
@@ -24,7 +29,10 @@ const EXIT_ERROR: i32 = 1;
         is decided by the Rego policies in your policy directory (allow, deny or escalate) and recorded \
         before it moves on. `behavry log` shows the audit trail.",
     after_help = "Examples:\n  \
-        claude mcp add fs -- behavry wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/code\n  \
+        behavry init\n  \
+        behavry demo\n  \
+        behavry claude wrap\n  \
+        behavry claude add fs -- npx -y @modelcontextprotocol/server-filesystem $PWD\n  \
         behavry log --decision deny --since 1h\n  \
         behavry policy check\n\n\
         Files: BEHAVRY_HOME=<dir> keeps config.toml, policies/ and behavry.db in one directory."
@@ -43,6 +51,21 @@ enum Command {
     Hook(HookArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
+    /// Write a commented config.toml and the default policies (never overwrites)
+    Init,
+    Claude(claude::ClaudeArgs),
+    Demo(demo::DemoArgs),
+    /// Print a shell completion script
+    #[command(after_help = "Examples:\n  \
+        behavry completions bash > ~/.local/share/bash-completion/completions/behavry\n  \
+        behavry completions zsh > ~/.zfunc/_behavry")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    #[command(after_help = "Example:\n  behavry man > ~/.local/share/man/man1/behavry.1")]
+    Man,
     /// A minimal MCP server for tests and benchmarks.
     #[command(name = "mock-server", hide = true)]
     MockServer,
@@ -91,36 +114,15 @@ struct ApproveArgs {
     json: bool,
 }
 
-/// Decide Claude Code's own tool calls (Bash, Write, Read, …): the command its hooks run
+/// Decide one of Claude Code's own tool calls (the command its hooks run)
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Claude Code runs `behavry hook` with one hook event as JSON on stdin; it \
-    answers allow, deny or ask (or nothing, leaving the call to Claude Code's own permissions) and \
-    records the decision in the same log as MCP calls.\n\n\
-    Examples:\n  \
-    behavry hook install                 # ~/.claude/settings.json\n  \
-    behavry hook install --scope project # .claude/settings.json of this project\n  \
-    behavry hook status\n  \
-    behavry hook uninstall")]
-struct HookArgs {
-    #[command(subcommand)]
-    action: Option<HookAction>,
-}
-
-#[derive(Debug, Subcommand)]
-enum HookAction {
-    /// Add behavry's hooks (PreToolUse, PostToolUse, PostToolUseFailure) to Claude Code's settings
-    Install {
-        #[arg(long, value_enum, default_value = "user")]
-        scope: crate::hook::settings::Scope,
-    },
-    /// Remove exactly behavry's hooks from Claude Code's settings
-    Uninstall {
-        #[arg(long, value_enum, default_value = "user")]
-        scope: crate::hook::settings::Scope,
-    },
-    /// Which settings files have behavry's hooks
-    Status,
-}
+#[command(
+    after_help = "Claude Code runs `behavry hook` with one hook event as JSON on stdin; it \
+    answers allow, deny or ask (or nothing, leaving the call to Claude Code's own permissions), \
+    records the decision in the same log as MCP calls, and always exits 0.\n\n\
+    Install the hooks with `behavry claude hook install`."
+)]
+struct HookArgs {}
 
 /// Show the audit trail (newest last), verify it, or prune it
 #[derive(Debug, clap::Args)]
@@ -186,7 +188,19 @@ struct LogArgs {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                let args: Vec<_> = std::env::args_os().collect();
+                if let Some(hint) = wrap::missing_separator_hint(&args) {
+                    crate::note!("{hint}");
+                }
+            }
+            return e.exit_code();
+        }
+    };
     let result = match cli.command {
         Command::Wrap(args) => wrap::run(args),
         Command::Log(args) => log::run(args),
@@ -194,6 +208,22 @@ pub fn main() -> i32 {
         Command::Policy(args) => policy::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Paths => paths(),
+        Command::Init => init::run(),
+        Command::Claude(args) => claude::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "behavry",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| 0)
+            .map_err(anyhow::Error::from),
         Command::MockServer => crate::mock::run().map(|()| 0).map_err(anyhow::Error::from),
     };
     match result {

@@ -1,5 +1,9 @@
 //! `behavry wrap`: builds the proxy's options and runs it with signals as the shutdown trigger.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -47,14 +51,90 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         .build()
         .context("cannot start the async runtime")?;
     // The server is spawned inside block_on, i.e. on the main thread, which PR_SET_PDEATHSIG needs.
+    // Whether the client hung up or a signal arrived: if neither, the server ended the run itself,
+    // which is worth saying (a server that exits at once otherwise leaves a silent exit code).
+    let ended_by_client = Arc::new(AtomicBool::new(false));
+    let program = opts.program.clone();
     let code = runtime.block_on(async {
+        let signalled = ended_by_client.clone();
         let shutdown = signals()?;
-        proxy::run(opts, client_in(), client_out(), shutdown).await
+        let shutdown = async move {
+            shutdown.await;
+            signalled.store(true, Ordering::Relaxed);
+        };
+        let client = EofFlag {
+            inner: client_in(),
+            eof: ended_by_client.clone(),
+        };
+        proxy::run(opts, client, client_out(), shutdown).await
     });
     // Reading stdin occupies a blocking thread that only returns when the client writes or hangs
     // up; don't wait for it.
     runtime.shutdown_background();
-    Ok(code?)
+    let code = code?;
+    if !ended_by_client.load(Ordering::Relaxed) {
+        crate::note!(
+            "the server `{program}` exited on its own (exit code {code}); behavry exits with it"
+        );
+    }
+    Ok(code)
+}
+
+/// For `behavry wrap npx …` (no `--`), which clap rejects: the hint to add it.
+/// `args` is the whole command line, program name first.
+pub fn missing_separator_hint(args: &[std::ffi::OsString]) -> Option<String> {
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // `behavry wrap …`: the subcommand is the first argument (behavry has no global options).
+    if args.get(1).is_none_or(|a| a != "wrap") || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let wrap = 1;
+    // The options `wrap` knows take a value; the first other word is where the command starts.
+    let mut rest = args[wrap + 1..].iter().peekable();
+    let mut options = Vec::new();
+    while let Some(arg) = rest.next_if(|a| a.starts_with("--")) {
+        options.push(arg.clone());
+        if !arg.contains('=') {
+            options.extend(rest.next().cloned());
+        }
+    }
+    let command: Vec<String> = rest.cloned().collect();
+    if command.is_empty() {
+        return None;
+    }
+    let mut fixed = vec!["behavry".to_owned(), "wrap".to_owned()];
+    fixed.extend(options);
+    fixed.push("--".to_owned());
+    fixed.extend(command);
+    Some(format!(
+        "put `--` before the server command, so its own flags stay its own: {}",
+        fixed.join(" ")
+    ))
+}
+
+/// The client's stdin, noting when it reaches end of file (the client hung up).
+struct EofFlag<R> {
+    inner: R,
+    eof: Arc<AtomicBool>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for EofFlag<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let had_room = buf.remaining() > 0;
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if had_room && matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() == before {
+            self.eof.store(true, Ordering::Relaxed);
+        }
+        poll
+    }
 }
 
 /// Resolves at the first SIGINT, SIGTERM or SIGHUP.
@@ -96,5 +176,42 @@ fn client_out() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
     match pipe {
         Ok(pipe) => Box::new(pipe),
         Err(_) => Box::new(tokio::io::stdout()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_at_the_missing_separator() {
+        let table: &[(&[&str], Option<&str>)] = &[
+            (
+                &["behavry", "wrap", "npx", "-y", "pkg"],
+                Some("behavry wrap -- npx -y pkg"),
+            ),
+            (
+                &["behavry", "wrap", "--name", "fs", "npx", "pkg"],
+                Some("behavry wrap --name fs -- npx pkg"),
+            ),
+            (
+                &["behavry", "wrap", "--name=fs", "srv"],
+                Some("behavry wrap --name=fs -- srv"),
+            ),
+            (&["behavry", "wrap", "--name", "fs", "--", "srv"], None),
+            (&["behavry", "wrap"], None),
+            (&["behavry", "claude", "wrap", "--scope", "nope"], None),
+        ];
+        for (args, want) in table {
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            let hint = missing_separator_hint(&args);
+            match want {
+                Some(want) => assert!(
+                    hint.as_deref().is_some_and(|h| h.ends_with(want)),
+                    "{hint:?}"
+                ),
+                None => assert_eq!(hint, None),
+            }
+        }
     }
 }

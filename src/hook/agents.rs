@@ -154,14 +154,11 @@ pub fn pty_masters(index: u32) -> Vec<u32> {
             continue;
         };
         let holds = fds.flatten().any(|fd| {
-            let is_ptmx = std::fs::read_link(fd.path()).is_ok_and(|t| {
-                t == Path::new("/dev/ptmx") || t == Path::new("/dev/pts/ptmx")
-            });
+            let is_ptmx = std::fs::read_link(fd.path())
+                .is_ok_and(|t| t == Path::new("/dev/ptmx") || t == Path::new("/dev/pts/ptmx"));
             is_ptmx
-                && std::fs::read_to_string(
-                    proc_entry.path().join("fdinfo").join(fd.file_name()),
-                )
-                .is_ok_and(|info| tty_index(&info) == Some(index))
+                && std::fs::read_to_string(proc_entry.path().join("fdinfo").join(fd.file_name()))
+                    .is_ok_and(|info| tty_index(&info) == Some(index))
         });
         if holds {
             found.push(pid);
@@ -244,7 +241,8 @@ mod tests {
 
     #[test]
     fn stat_lines_parse_with_awkward_names() {
-        let line = "4242 (my (odd) cmd) S 4200 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
+        let line =
+            "4242 (my (odd) cmd) S 4200 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
         assert_eq!(
             parse_stat(line),
             Some(Stat {

@@ -93,12 +93,28 @@ mod tests {
         use Answer::*;
         let table = [
             // (allow, deny, escalate, mode, answer)
-            ((true, false, false), Escalate::Ask, Allow("behavry: r".into())),
+            (
+                (true, false, false),
+                Escalate::Ask,
+                Allow("behavry: r".into()),
+            ),
             ((false, false, false), Escalate::Ask, NoOpinion),
-            ((false, true, false), Escalate::Ask, Deny("behavry: r".into())),
-            ((true, true, true), Escalate::Approve, Deny("behavry: r".into())),
+            (
+                (false, true, false),
+                Escalate::Ask,
+                Deny("behavry: r".into()),
+            ),
+            (
+                (true, true, true),
+                Escalate::Approve,
+                Deny("behavry: r".into()),
+            ),
             ((true, false, true), Escalate::Ask, Ask("behavry: r".into())),
-            ((false, false, true), Escalate::Approve, Hold("behavry: r".into())),
+            (
+                (false, false, true),
+                Escalate::Approve,
+                Hold("behavry: r".into()),
+            ),
         ];
         for ((a, d, e), mode, want) in table {
             assert_eq!(answer(&verdict(a, d, e, &["r"]), mode), want, "{a} {d} {e}");
@@ -116,7 +132,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["hookSpecificOutput"]["hookEventName"], "PreToolUse");
         assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "ask");
-        assert_eq!(v["hookSpecificOutput"]["permissionDecisionReason"], "behavry: a; b");
+        assert_eq!(
+            v["hookSpecificOutput"]["permissionDecisionReason"],
+            "behavry: a; b"
+        );
         assert_eq!(render(&Answer::NoOpinion), None);
         let v: serde_json::Value = serde_json::from_str(&fail_closed("x")).unwrap();
         assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "deny");

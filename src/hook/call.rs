@@ -288,9 +288,18 @@ mod tests {
             ("ls -la ./src ../other", &["./src", "../other"]),
             (r#"cp "/a b" '/c' \/d\ e"#, &["/a b", "/c", "/d e"]),
             ("make >/tmp/log 2>>/tmp/err", &["/tmp/log", "/tmp/err"]),
-            ("X=/etc/passwd tool --out=/tmp/o", &["/etc/passwd", "/tmp/o"]),
-            ("sqlite3 ~/.local/share/behavry/behavry.db 'delete from x'", &["~/.local/share/behavry/behavry.db"]),
-            ("(cd /srv && ls);echo `cat /etc/hosts`", &["/srv", "/etc/hosts"]),
+            (
+                "X=/etc/passwd tool --out=/tmp/o",
+                &["/etc/passwd", "/tmp/o"],
+            ),
+            (
+                "sqlite3 ~/.local/share/behavry/behavry.db 'delete from x'",
+                &["~/.local/share/behavry/behavry.db"],
+            ),
+            (
+                "(cd /srv && ls);echo `cat /etc/hosts`",
+                &["/srv", "/etc/hosts"],
+            ),
         ];
         for (command, want) in table {
             assert_eq!(command_paths(command), *want, "{command}");

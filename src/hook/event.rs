@@ -138,9 +138,18 @@ mod tests {
             ("", "not JSON"),
             ("{", "not JSON"),
             ("[]", "hook_event_name"),
-            (r#"{"hook_event_name":"PreToolUse","cwd":"/","tool_name":"Bash"}"#, "session_id"),
-            (r#"{"hook_event_name":"PreToolUse","session_id":"s","cwd":"/","tool_name":""}"#, "empty"),
-            (r#"{"hook_event_name":"PreToolUse","session_id":"s","cwd":"/","tool_name":"Bash","tool_input":"rm -rf /"}"#, "object"),
+            (
+                r#"{"hook_event_name":"PreToolUse","cwd":"/","tool_name":"Bash"}"#,
+                "session_id",
+            ),
+            (
+                r#"{"hook_event_name":"PreToolUse","session_id":"s","cwd":"/","tool_name":""}"#,
+                "empty",
+            ),
+            (
+                r#"{"hook_event_name":"PreToolUse","session_id":"s","cwd":"/","tool_name":"Bash","tool_input":"rm -rf /"}"#,
+                "object",
+            ),
         ] {
             let err = parse(text).expect_err(text).to_string();
             assert!(err.contains(why), "{text}: {err}");

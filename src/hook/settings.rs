@@ -61,8 +61,7 @@ pub fn command(exe: &Path, behavry_home: Option<&Path>) -> String {
 
 fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c));
     if plain {
         s.to_owned()
@@ -129,7 +128,11 @@ pub fn uninstall(mut settings: Value) -> Result<Value, String> {
                 return true;
             };
             let had = list.len();
-            list.retain(|h| !h.get("command").and_then(Value::as_str).is_some_and(is_ours));
+            list.retain(|h| {
+                !h.get("command")
+                    .and_then(Value::as_str)
+                    .is_some_and(is_ours)
+            });
             !(list.is_empty() && had > 0)
         });
         if groups.is_empty() && before > 0 {
@@ -145,24 +148,29 @@ pub fn uninstall(mut settings: Value) -> Result<Value, String> {
     Ok(settings)
 }
 
-/// The events behavry's entries in `settings` answer, for `status`.
+/// The events behavry's entries in `settings` answer, for `status` (in [`EVENTS`] order).
 pub fn installed(settings: &Value) -> Vec<String> {
-    let Some(hooks) = settings.get("hooks").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    hooks
-        .iter()
-        .filter(|(_, groups)| {
-            groups.as_array().is_some_and(|groups| {
-                groups.iter().any(|g| {
-                    g.get("hooks").and_then(Value::as_array).is_some_and(|l| {
-                        l.iter()
-                            .any(|h| h.get("command").and_then(Value::as_str).is_some_and(is_ours))
+    let ours = |groups: &Value| {
+        groups.as_array().is_some_and(|groups| {
+            groups.iter().any(|g| {
+                g.get("hooks").and_then(Value::as_array).is_some_and(|l| {
+                    l.iter().any(|h| {
+                        h.get("command")
+                            .and_then(Value::as_str)
+                            .is_some_and(is_ours)
                     })
                 })
             })
         })
-        .map(|(event, _)| event.clone())
+    };
+    EVENTS
+        .iter()
+        .filter(|event| {
+            settings
+                .pointer(&format!("/hooks/{event}"))
+                .is_some_and(ours)
+        })
+        .map(|event| (*event).to_owned())
         .collect()
 }
 
@@ -258,9 +266,7 @@ mod tests {
         assert_eq!(pre[1]["matcher"], "*");
         assert_eq!(pre[1]["hooks"][0]["command"], CMD);
         assert_eq!(pre[1]["hooks"][0]["timeout"], TIMEOUT_SECS);
-        let mut events = installed(&s);
-        events.sort();
-        assert_eq!(events, ["PostToolUse", "PostToolUseFailure", "PreToolUse"]);
+        assert_eq!(installed(&s), EVENTS);
         // Twice is once.
         assert_eq!(install(s.clone(), CMD).unwrap(), s);
         // A moved binary replaces the old entry.
@@ -270,15 +276,24 @@ mod tests {
 
     #[test]
     fn uninstall_removes_exactly_ours() {
-        assert_eq!(uninstall(install(theirs(), CMD).unwrap()).unwrap(), theirs());
-        assert_eq!(uninstall(install(json!({}), CMD).unwrap()).unwrap(), json!({}));
+        assert_eq!(
+            uninstall(install(theirs(), CMD).unwrap()).unwrap(),
+            theirs()
+        );
+        assert_eq!(
+            uninstall(install(json!({}), CMD).unwrap()).unwrap(),
+            json!({})
+        );
         // Ours sharing a group with someone else's: only ours goes.
         let shared = json!({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
             {"type": "command", "command": "BEHAVRY_HOME=/x '/my dir/behavry' hook"},
             {"type": "command", "command": "other"}
         ]}]}});
         let left = uninstall(shared).unwrap();
-        assert_eq!(left["hooks"]["PreToolUse"][0]["hooks"], json!([{"type": "command", "command": "other"}]));
+        assert_eq!(
+            left["hooks"]["PreToolUse"][0]["hooks"],
+            json!([{"type": "command", "command": "other"}])
+        );
         // Empty things that were empty before stay.
         let empty = json!({"hooks": {"PreToolUse": [], "Stop": [{"hooks": []}]}});
         assert_eq!(uninstall(empty.clone()).unwrap(), empty);
@@ -297,7 +312,13 @@ mod tests {
         ] {
             assert!(is_ours(ours), "{ours}");
         }
-        for not in ["behavry hook --x", "behavryx hook", "behavry wrap", "echo behavry hook", ""] {
+        for not in [
+            "behavry hook --x",
+            "behavryx hook",
+            "behavry wrap",
+            "echo behavry hook",
+            "",
+        ] {
             assert!(!is_ours(not), "{not}");
         }
     }
@@ -318,7 +339,10 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file left behind");
         std::fs::write(&path, "{ not json").unwrap();
-        assert!(read(&path).unwrap_err().to_string().contains("fix or move it"));
+        assert!(read(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("fix or move it"));
         assert_eq!(
             file(Scope::Local, Path::new("/h"), Path::new("/p")),
             Path::new("/p/.claude/settings.local.json")

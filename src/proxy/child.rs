@@ -40,7 +40,27 @@ pub fn spawn(program: &str, args: &[String]) -> io::Result<Child> {
             });
         }
     }
-    command.spawn()
+    command.spawn().map_err(|e| explain_spawn_error(program, e))
+}
+
+/// A missing program is the most common set-up mistake, and MCP clients often start servers with
+/// a minimal PATH: say which PATH was searched.
+fn explain_spawn_error(program: &str, e: io::Error) -> io::Error {
+    if e.kind() != io::ErrorKind::NotFound {
+        return e;
+    }
+    if program.contains('/') {
+        return io::Error::new(e.kind(), format!("{program} does not exist"));
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    io::Error::new(
+        e.kind(),
+        format!(
+            "not found on PATH (behavry's PATH is {path:?}); MCP clients often start servers with a \
+             minimal PATH: give the command's absolute path (see `command -v {program}`) or set PATH \
+             in the server's env"
+        ),
+    )
 }
 
 /// Stops the child the way a well-behaved supervisor does: its stdin is already closed by the

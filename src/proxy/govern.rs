@@ -300,7 +300,14 @@ impl Relay {
             return;
         }
         match decided.verdict.decision {
-            Decision::Deny => self.deny(id, &names, &decided.verdict.reasons).await,
+            Decision::Deny => {
+                note!(
+                    "{} was denied: {}",
+                    crate::display::escape(&names.qualified),
+                    crate::display::escape(&decided.verdict.reasons.join("; "))
+                );
+                self.deny(id, &names, &decided.verdict.reasons).await
+            }
             _ => self.release(id, row, body, &names, None).await,
         }
     }

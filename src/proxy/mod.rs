@@ -71,6 +71,8 @@ pub struct WrapOptions {
 enum Pending {
     /// A client's `tools/list`, whose answer also refreshes the tool catalogue.
     ToolsList,
+    /// The client's `initialize`: once answered, the session is up.
+    Initialize,
     /// An allowed governed call whose outcome goes into its audit row.
     Governed {
         row: i64,
@@ -530,6 +532,9 @@ impl Relay {
             }
             _ => {}
         }
+        if method == "initialize" {
+            lock(&self.pending).insert(message::id_key(id), Pending::Initialize);
+        }
     }
 
     /// Runs one client message through the per-message checks; a refused one is answered here
@@ -605,13 +610,38 @@ impl Relay {
             self.list_tools().await;
         }
         self.record_server_requests(&value);
-        match message::classify(&value) {
+        let started = match message::classify(&value) {
             Kind::Response { .. } => self.settle(&value),
-            Kind::Batch(items) => items.iter().for_each(|m| self.settle(m)),
-            _ => {}
-        }
+            // Every element is settled (no short-circuit): each may record an outcome.
+            Kind::Batch(items) => items.iter().map(|m| self.settle(m)).filter(|s| *s).count() > 0,
+            _ => false,
+        };
         let line = self.renumber_progress(&value).unwrap_or(line);
         let _ = self.to_client.send(line).await;
+        if started {
+            self.warn_if_policies_broken().await;
+        }
+    }
+
+    /// Tells the client, once its session is up, that policies failed to load: otherwise it shows
+    /// the server as connected and healthy while every governed call will be denied.
+    async fn warn_if_policies_broken(&self) {
+        let policy = self.policy.current();
+        let problem = match policy.error() {
+            Some(e) => format!(
+                "behavry: the policies failed to compile, so every tool call will be denied until they are fixed: {}",
+                e.replace('\n', "; ")
+            ),
+            None if policy.files.is_empty() => {
+                "behavry: no policy files were found, so every tool call will be denied (default deny); \
+                 run `behavry init`"
+                    .to_owned()
+            }
+            None => return,
+        };
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "warning", "logger": "behavry", "data": problem}});
+        let _ = self.to_client.send(note.to_string().into_bytes()).await;
     }
 
     /// The server's `notifications/progress` on the token of a call that was held, shifted past
@@ -638,15 +668,16 @@ impl Relay {
     }
 
     /// Response bookkeeping: refresh the tool catalogue from `tools/list`, record outcomes of
-    /// allowed calls.
-    fn settle(&self, response: &Value) {
+    /// allowed calls. Returns whether this answered the client's `initialize`.
+    fn settle(&self, response: &Value) -> bool {
         let Kind::Response { id } = message::classify(response) else {
-            return;
+            return false;
         };
         let Some(pending) = lock(&self.pending).remove(&message::id_key(id)) else {
-            return;
+            return false;
         };
         match pending {
+            Pending::Initialize => return response.get("result").is_some(),
             Pending::ToolsList => {
                 if let Some(result) = response.get("result") {
                     self.client_tools_page(result);
@@ -671,6 +702,7 @@ impl Relay {
                     .outcome(row, outcome, sent.elapsed().as_secs_f64() * 1000.0);
             }
         }
+        false
     }
 }
 

@@ -6,7 +6,7 @@
 //! row and the odd call out stands on its own. A group can be expanded to its members; acting on
 //! the group acts on every member shown.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -196,15 +196,19 @@ fn group_key(call: &PendingCall) -> String {
 /// Groups `pending`, keeping arrival order (a group sits where its first call arrived).
 pub fn group(pending: Vec<PendingCall>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     for call in pending {
         let key = group_key(&call);
-        match groups.iter_mut().find(|g| g.key == key) {
+        match index.get(&key).and_then(|&i| groups.get_mut(i)) {
             Some(g) => g.calls.push(call),
-            None => groups.push(Group {
-                key,
-                under: call.resource_path.as_deref().map(parent),
-                calls: vec![call],
-            }),
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push(Group {
+                    key,
+                    under: call.resource_path.as_deref().map(parent),
+                    calls: vec![call],
+                });
+            }
         }
     }
     groups

@@ -383,3 +383,50 @@ pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// The real Claude Code CLI from the pinned end-to-end packages (installed on first use).
+pub fn claude_code() -> &'static Path {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY.get_or_init(|| {
+        let package = node_modules().join("@anthropic-ai/claude-code");
+        if !package.join("package.json").exists() {
+            // A node_modules that predates the Claude Code pin.
+            npm_ci();
+        }
+        let bin = node_modules().join(".bin/claude");
+        // The package ships a placeholder that its postinstall replaces with the native binary;
+        // an npm that skipped install scripts leaves the placeholder.
+        if !runs(&bin) {
+            let _ = Command::new("node")
+                .arg("install.cjs")
+                .current_dir(&package)
+                .status();
+        }
+        assert!(
+            runs(&bin),
+            "{} --version fails: run `node install.cjs` in {} (npm skipped its postinstall?)",
+            bin.display(),
+            package.display()
+        );
+        bin
+    })
+}
+
+fn runs(bin: &Path) -> bool {
+    let home = tempfile::tempdir().expect("tempdir");
+    Command::new(bin)
+        .arg("--version")
+        .env("HOME", home.path())
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn npm_ci() {
+    let dir = e2e_dir();
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .status()
+        .unwrap_or_else(|e| panic!("the end-to-end tests need npm (Node.js >= 20) on PATH: {e}"));
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}

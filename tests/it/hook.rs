@@ -16,7 +16,10 @@ fn shipped() -> Home {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/base");
     for entry in std::fs::read_dir(base).expect("policies/base") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.ends_with(".rego") && !name.ends_with("_test.rego") {
             home.policy(name, &std::fs::read_to_string(&path).expect("read policy"));
         }
@@ -94,7 +97,11 @@ fn claude_codes_tools_are_decided_by_the_shipped_policies() {
     let home = shipped();
     let (decision, reason) = hook(
         &home,
-        &pre("Bash", json!({"command": "rm -rf /prod/x", "description": "clean"}), "toolu_rm"),
+        &pre(
+            "Bash",
+            json!({"command": "rm -rf /prod/x", "description": "clean"}),
+            "toolu_rm",
+        ),
     )
     .expect("an answer");
     assert_eq!(decision, "deny");
@@ -158,7 +165,9 @@ fn outcomes_are_recorded_against_their_decision() {
     let home = shipped();
     let input = json!({"file_path": "/home/dev/code/a.txt", "content": "x"});
     assert_eq!(
-        hook(&home, &pre("Write", input.clone(), "toolu_a")).expect("an answer").0,
+        hook(&home, &pre("Write", input.clone(), "toolu_a"))
+            .expect("an answer")
+            .0,
         "allow"
     );
     let mut post = event("PostToolUse", "Write", input, "toolu_a");
@@ -183,7 +192,11 @@ fn outcomes_are_recorded_against_their_decision() {
 #[test]
 fn every_failure_is_a_deny_and_exit_0() {
     // Garbage, an empty stdin, an event without what a decision needs.
-    for stdin in [&b"not json"[..], b"", br#"{"hook_event_name":"PreToolUse"}"#] {
+    for stdin in [
+        &b"not json"[..],
+        b"",
+        br#"{"hook_event_name":"PreToolUse"}"#,
+    ] {
         let out = hook_raw(&Home::new(), stdin);
         let answer: Value = serde_json::from_slice(&out.stdout).expect("a JSON answer");
         assert_eq!(answer["hookSpecificOutput"]["permissionDecision"], "deny");
@@ -191,24 +204,27 @@ fn every_failure_is_a_deny_and_exit_0() {
 
     // Policies that do not compile.
     let home = Home::with_policy("broken.rego", "package behavry.authz\nallow if {");
-    let (decision, reason) = hook(&home, &pre("Read", json!({"file_path": "/a"}), "t1"))
-        .expect("an answer");
+    let (decision, reason) =
+        hook(&home, &pre("Read", json!({"file_path": "/a"}), "t1")).expect("an answer");
     assert_eq!(decision, "deny");
     assert!(reason.contains("failed to compile"), "{reason}");
 
     // A config that cannot be read.
     let home = shipped();
     home.config("[hook]\nescalate = \"sometimes\"\n");
-    let (decision, reason) = hook(&home, &pre("Read", json!({"file_path": "/a"}), "t2"))
-        .expect("an answer");
+    let (decision, reason) =
+        hook(&home, &pre("Read", json!({"file_path": "/a"}), "t2")).expect("an answer");
     assert_eq!(decision, "deny");
     assert!(reason.contains("config.toml"), "{reason}");
 
     // A database that cannot be written.
     let home = shipped();
     std::fs::create_dir(home.path().join("behavry.db")).expect("a directory in its place");
-    let (decision, reason) = hook(&home, &pre("Read", json!({"file_path": "/home/dev/code/a"}), "t3"))
-        .expect("an answer");
+    let (decision, reason) = hook(
+        &home,
+        &pre("Read", json!({"file_path": "/home/dev/code/a"}), "t3"),
+    )
+    .expect("an answer");
     assert_eq!(decision, "deny");
     assert!(reason.contains("behavry.db"), "{reason}");
 
@@ -218,8 +234,8 @@ fn every_failure_is_a_deny_and_exit_0() {
         "package behavry.authz\nimport rego.v1\nallow if {\n some i in numbers.range(1, 100000)\n some j in numbers.range(1, 100000)\n i * j < 0\n}\n",
     );
     home.config("[wrap]\neval_timeout_ms = 600000\n[hook]\ndeadline_ms = 300\n");
-    let (decision, reason) = hook(&home, &pre("Read", json!({"file_path": "/a"}), "t4"))
-        .expect("an answer");
+    let (decision, reason) =
+        hook(&home, &pre("Read", json!({"file_path": "/a"}), "t4")).expect("an answer");
     assert_eq!(decision, "deny");
     assert!(reason.contains("no decision within 300 ms"), "{reason}");
 }
@@ -230,7 +246,10 @@ fn no_rule_either_way_leaves_the_call_to_claude_code() {
         "reads.rego",
         "package behavry.authz\nimport rego.v1\nallow if input.action.type == \"read\"\n",
     );
-    assert_eq!(hook(&home, &pre("Bash", json!({"command": "make"}), "t1")), None);
+    assert_eq!(
+        hook(&home, &pre("Bash", json!({"command": "make"}), "t1")),
+        None
+    );
     assert_eq!(
         hook(&home, &pre("Read", json!({"file_path": "/x"}), "t2")).map(|a| a.0),
         Some("allow".into())
@@ -252,7 +271,10 @@ fn mcp_tools_are_left_to_the_wrapper_unless_configured() {
     let call = pre("mcp__fs__write_file", json!({"path": "/prod/x"}), "t1");
     assert_eq!(hook(&home, &call), None);
     // Claude Code's own bookkeeping tools are never decided.
-    assert_eq!(hook(&home, &pre("TodoWrite", json!({"todos": []}), "t2")), None);
+    assert_eq!(
+        hook(&home, &pre("TodoWrite", json!({"todos": []}), "t2")),
+        None
+    );
     assert!(
         !home.path().join("behavry.db").exists(),
         "nothing decided, nothing recorded"
@@ -270,7 +292,10 @@ fn escalations_can_wait_for_behavry_approve() {
         "package behavry.authz\nimport rego.v1\nescalate if true\nreasons contains \"a person decides\" if true\n",
     );
     home.config("[hook]\nescalate = \"approve\"\n");
-    for (resolution, want) in [(Resolution::Approved, "allow"), (Resolution::Denied, "deny")] {
+    for (resolution, want) in [
+        (Resolution::Approved, "allow"),
+        (Resolution::Denied, "deny"),
+    ] {
         let mut child = hook_command(&home).spawn().expect("spawn");
         let body = pre("Bash", json!({"command": "make deploy"}), "toolu_held");
         let mut stdin = child.stdin.take().expect("stdin");
@@ -304,11 +329,18 @@ fn install_and_uninstall_edit_only_behavrys_entries() {
     let theirs = json!({"model": "opus", "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "x"}]}]}});
     std::fs::write(&settings, theirs.to_string()).expect("write");
     let run_with = |args: &[&str]| {
-        let out = run(home.command(args).env("HOME", fake_home.path()));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = run(home
+            .command(args)
+            .env("HOME", fake_home.path())
+            .current_dir(fake_home.path()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    run_with(&["hook", "install"]);
+    run_with(&["claude", "hook", "install"]);
     let installed: Value =
         serde_json::from_str(&std::fs::read_to_string(&settings).expect("read")).expect("JSON");
     let command = installed["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
@@ -317,8 +349,9 @@ fn install_and_uninstall_edit_only_behavrys_entries() {
     assert!(command.ends_with("behavry hook"), "{command}");
     assert!(command.starts_with("BEHAVRY_HOME="), "{command}");
     assert_eq!(installed["hooks"]["Stop"], theirs["hooks"]["Stop"]);
-    assert!(run_with(&["hook", "status"]).contains("PreToolUse"));
-    run_with(&["hook", "uninstall"]);
+    let status = run_with(&["claude", "status"]);
+    assert!(status.contains("behavry hooks: PreToolUse"), "{status}");
+    run_with(&["claude", "hook", "uninstall"]);
     let after: Value =
         serde_json::from_str(&std::fs::read_to_string(&settings).expect("read")).expect("JSON");
     assert_eq!(after, theirs);

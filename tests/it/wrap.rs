@@ -366,6 +366,15 @@ fn broken_policies_deny_governed_calls_but_relay_the_rest() {
     let home = Home::with_policy("broken.rego", "package behavry.authz\nallow if {\n");
     let mut w = home.wrap_mock();
     w.initialize();
+    // The client hears it too, right after its session is up (not only on stderr).
+    let warning = w.recv();
+    assert_eq!(warning["method"], "notifications/message", "{warning}");
+    assert_eq!(warning["params"]["level"], "warning");
+    let data = warning["params"]["data"].as_str().unwrap_or("");
+    assert!(
+        data.contains("every tool call will be denied") && data.contains("broken.rego"),
+        "{data}"
+    );
     w.send(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
     assert_eq!(w.recv_id(&json!(1))["result"], json!({}));
     let reply = w.call(2, "read_file", json!({"path": "/a"}));
