@@ -29,7 +29,7 @@
 //!   ([`policy::inspect`], [`policy::testing`]).
 //! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
 //!   ([`audit::writer`]).
-//! - [`cli`]: the command line: `wrap`, `log`, `policy`, `approve`, the set-up commands (`init`,
+//! - [`cli`]: the command line: `wrap`, `log`, `policy`, `approve`, `hook` (run by Claude Code), the set-up commands (`init`,
 //!   `claude`, `demo`, `completions`, `man`), and the hidden mock server used by tests.
 //! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
 //!   approver, tables, notes); machine outputs keep the exact text.

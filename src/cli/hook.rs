@@ -322,20 +322,26 @@ fn post(call: &ToolUse, failed: bool, duration_ms: Option<f64>) -> anyhow::Resul
     }
     let config = Config::load(&paths.config_file())?;
     let mut store = Store::open_with(&database, config.audit.durability)?;
-    let filter = LogFilter {
-        server: Some(SERVER.into()),
-        session: Some(call.session_id.clone()),
-        // Calls run in parallel, so the decision need not be the newest; a few hundred back is
-        // far more than Claude Code has in flight.
-        limit: Some(500),
-        ..LogFilter::default()
-    };
-    let Some(entry) = store
-        .query(&filter)?
-        .into_iter()
-        .rev()
-        .find(|e| e.request_id == call.tool_use_id)
-    else {
+    // Its decision is usually among the newest rows of the session; calls run in parallel, so
+    // not always the newest. Look a little way back, then further.
+    let mut entry = None;
+    for limit in [16, 1000] {
+        let filter = LogFilter {
+            server: Some(SERVER.into()),
+            session: Some(call.session_id.clone()),
+            limit: Some(limit),
+            ..LogFilter::default()
+        };
+        entry = store
+            .query(&filter)?
+            .into_iter()
+            .rev()
+            .find(|e| e.request_id == call.tool_use_id);
+        if entry.is_some() {
+            break;
+        }
+    }
+    let Some(entry) = entry else {
         // Not decided by behavry (an MCP tool left to its wrapper, one of Claude Code's own).
         return Ok(());
     };
