@@ -29,8 +29,9 @@
 //!   ([`policy::inspect`], [`policy::testing`]).
 //! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
 //!   ([`audit::writer`]).
-//! - [`cli`]: the command line: `wrap`, `log`, `policy`, `approve`, `hook` (run by Claude Code), the set-up commands (`init`,
-//!   `claude`, `demo`, `completions`, `man`), and the hidden mock server used by tests.
+//! - [`cli`]: the command line: `wrap`, `log`, `policy`, `approve`, `hook` (run by Claude Code),
+//!   the set-up commands (`init`, `claude`, `demo`, `completions`, `man`), and the hidden mock
+//!   server used by tests.
 //! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
 //!   approver, tables, notes); machine outputs keep the exact text.
 //! - [`hook`]: Claude Code's own tools (Bash, Write, Read, …) under the same policies and log,
