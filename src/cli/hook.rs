@@ -205,6 +205,12 @@ fn pre(call: ToolUse, start: Instant) -> anyhow::Result<Option<String>> {
         ];
     }
     let mut store = Store::open_with(&paths.database(), config.audit.durability)?;
+    let mut answer = answer;
+    if matches!(answer, Answer::Hold(_)) && approved_for_session(&store, &call)? {
+        // As in the wrapper: "approve for the session" covers later calls of the same tool.
+        decided.row.resolution = Some(Resolution::ApprovedSession);
+        answer = Answer::Allow(format!("behavry: {}", crate::audit::store::BY_SESSION));
+    }
     let Answer::Hold(reason) = answer else {
         if let Err(e) = store.record_decision(&decided.row) {
             return Ok(Some(answer::fail_closed(&format!(
@@ -309,6 +315,21 @@ fn wait(store: Store, id: i64, timeout: Duration) -> anyhow::Result<Released> {
         keepalive: timeout,
     };
     Ok(runtime.block_on(approval::wait(&held, id, timing, never, |_| {})))
+}
+
+/// Whether a person approved this tool "for the session" in this Claude Code session.
+fn approved_for_session(store: &Store, call: &ToolUse) -> anyhow::Result<bool> {
+    let filter = LogFilter {
+        server: Some(SERVER.into()),
+        session: Some(call.session_id.clone()),
+        tool: Some(call.tool_name.clone()),
+        limit: Some(1000),
+        ..LogFilter::default()
+    };
+    Ok(store
+        .query(&filter)?
+        .iter()
+        .any(|e| e.resolution.as_deref() == Some(Resolution::ApprovedSession.as_str())))
 }
 
 /// How long the session has run: the age of its transcript, when Claude Code named one.

@@ -291,10 +291,11 @@ fn escalations_can_wait_for_behavry_approve() {
         "ask.rego",
         "package behavry.authz\nimport rego.v1\nescalate if true\nreasons contains \"a person decides\" if true\n",
     );
-    home.config("[hook]\nescalate = \"approve\"\n");
+    home.config("[hook]\nescalate = \"approve\"\napproval_timeout_secs = 60\n");
     for (resolution, want) in [
         (Resolution::Approved, "allow"),
         (Resolution::Denied, "deny"),
+        (Resolution::ApprovedSession, "allow"),
     ] {
         let mut child = hook_command(&home).spawn().expect("spawn");
         let body = pre("Bash", json!({"command": "make deploy"}), "toolu_held");
@@ -318,6 +319,16 @@ fn escalations_can_wait_for_behavry_approve() {
             assert!(reason.contains("not now"), "{reason}");
         }
     }
+    // Approved for the session: the next Bash call of this session is not held.
+    let next = pre("Bash", json!({"command": "make test"}), "toolu_next");
+    let (decision, reason) = hook(&home, &next).expect("an answer");
+    assert_eq!(decision, "allow");
+    assert!(reason.contains("approved for this session"), "{reason}");
+    let rows = home.log(&[]);
+    assert_eq!(
+        rows.last().expect("a row")["resolution"],
+        "approved_session"
+    );
 }
 
 #[test]
