@@ -10,6 +10,9 @@
 //! mock server), wait until the approver shows it, press `a` with `tmux send-keys`, and time until
 //! the response arrives. The response includes the mock server's reply, well under a millisecond.
 
+// The report on stdout is what this example is for.
+#![allow(clippy::print_stdout)]
+
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

@@ -14,6 +14,9 @@
 //! Every decision must be recorded once, none refused for a busy database, and the chain must
 //! verify (no forks, no gaps).
 
+// The report on stdout is what this example is for.
+#![allow(clippy::print_stdout)]
+
 use std::collections::HashSet;
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};

@@ -10,6 +10,9 @@
 //! loading and compiling the policies (`behavry policy check`), then PreToolUse Read, the
 //! PostToolUse of that Read, and PreToolUse Bash (`rm -rf /prod/x`, a deny).
 
+// A measuring tool: its report is its output.
+#![allow(clippy::print_stdout)]
+
 use std::error::Error;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

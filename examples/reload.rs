@@ -11,6 +11,9 @@
 //! target/release/examples/reload [--iterations 200] [--bin target/release/behavry]
 //! ```
 
+// The report on stdout is what this example is for.
+#![allow(clippy::print_stdout)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

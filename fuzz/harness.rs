@@ -72,22 +72,30 @@ pub fn frame_message(data: &[u8]) {
 }
 
 fn message_checks(line: &[u8], guard: &Guard) {
-    let Ok(value) = strict::parse(line) else {
+    let Ok(strict::Message { value, bytes }) = strict::read(line.to_vec()) else {
+        let _ = strict::readable_id(line);
         return;
     };
+    // What is forwarded is the line (lone surrogates repaired): any reader reads it as policy did.
     let lenient: Value =
-        serde_json::from_slice(line).expect("strict accepted what serde_json refuses");
+        serde_json::from_slice(&bytes).expect("strict accepted what serde_json refuses");
     assert_eq!(
         lenient, value,
         "strict and serde_json read the message differently"
     );
-    let forwarded = value.to_string();
-    assert!(!forwarded.contains('\n'), "a forwarded frame spans lines");
-    let reparsed = strict::parse(forwarded.as_bytes()).expect("the forwarded bytes do not parse");
+    // Repair keeps lengths and never adds a newline, so a framed line stays one line.
+    assert_eq!(bytes.len(), line.len(), "repair changed the length");
+    assert_eq!(
+        bytes.contains(&b'\n'),
+        line.contains(&b'\n'),
+        "repair added or removed a newline"
+    );
+    let reparsed = strict::parse(&bytes).expect("the forwarded bytes do not parse");
     assert_eq!(
         reparsed, value,
         "the server would read something else than policy did"
     );
+    let _ = message::read_server_line(line);
 
     let messages = match &value {
         Value::Array(items) => items.iter().collect(),

@@ -200,6 +200,9 @@ pub struct WrapConfig {
     /// How held calls are put to a person: `"auto"` (a form in the client when it supports MCP
     /// elicitation, and `behavry approve`), `"tui"` (only `behavry approve`) or `"elicitation"`.
     pub approval: crate::proxy::elicit::Channel,
+    /// How many calls one wrapper holds for approval at once; beyond it, escalations are denied
+    /// at once with a reason that says so (a flood must not bury the call that matters).
+    pub max_held: usize,
 }
 
 impl Default for WrapConfig {
@@ -214,6 +217,7 @@ impl Default for WrapConfig {
             approval_keepalive_secs: 15,
             tools_list_wait_ms: 2000,
             approval: crate::proxy::elicit::Channel::Auto,
+            max_held: crate::approval::DEFAULT_MAX_HELD,
         }
     }
 }
@@ -299,6 +303,15 @@ mod tests {
         assert_eq!(cfg.agent.role, "developer");
         assert_eq!(cfg.agent.risk_tier, "low");
         assert!(cfg.action_types.is_empty());
+        assert_eq!(cfg.wrap.max_held, 8);
+    }
+
+    #[test]
+    fn reads_the_held_call_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[wrap]\nmax_held = 3\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().wrap.max_held, 3);
     }
 
     #[test]

@@ -27,21 +27,30 @@
 //!   compiles and evaluates with regorus ([`policy::engine`]), hot-reloads on change, swapping only
 //!   sets that compile ([`policy::watch`]), and backs the `behavry policy` commands
 //!   ([`policy::inspect`], [`policy::testing`]).
-//! - [`audit`]: the SQLite store ([`audit::store`]) and the thread that owns its connection
+//! - [`audit`]: the SQLite store ([`audit::store`]), the hash chain that makes tampering
+//!   detectable ([`audit::chain`]) and the thread that owns a wrapper's connection
 //!   ([`audit::writer`]).
-//! - [`cli`]: the command line: `wrap`, `log`, `policy`, `approve`, `hook` (run by Claude Code),
-//!   the set-up commands (`init`, `claude`, `demo`, `completions`, `man`), and the hidden mock
-//!   server used by tests.
+//! - [`approval`]: holds an escalated call until a person resolves it in the store (or it times
+//!   out, or the client cancels it): one waiter per wrapper, a cap on held calls.
+//! - [`tui`]: `behavry approve`, the terminal app that resolves held calls: its state and keys
+//!   ([`tui::state`]) and its drawing ([`tui::draw`]). It talks only to the store.
 //! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
 //!   approver, tables, notes); machine outputs keep the exact text.
 //! - [`hook`]: Claude Code's own tools (Bash, Write, Read, …) under the same policies and log,
 //!   through its hooks: the event, the input it makes, the answer, `settings.json` entries, and
 //!   the agents the approver's self-approval guard looks for.
+//! - [`cli`]: the command line, one module per command: `wrap` (runs the proxy), `log` (reads
+//!   the audit trail, `--events` too), `approve` (runs the TUI), `policy` (`check`, `eval`,
+//!   `bench`, `test`, `add`, `list`, one file each), `hook` (run by Claude Code for each of its
+//!   tool calls), `paths`, the set-up commands (`init`,
+//!   `claude`, `demo`, `completions`, `man`), and the hidden `mock-server`.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
+//! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
+//!   that never reads stderr cannot stall the proxy.
 //!
 //! Nothing in this crate prints to stdout except the proxy's client writer (MCP frames only) and the
 //! commands meant for people (`log`, `policy`, `paths`, the set-up commands): in `wrap`, stdout is
-//! the protocol channel.
+//! the protocol channel. Clippy's `print_stdout` lint keeps `println!` out.
 
 pub mod approval;
 pub mod audit;
@@ -50,14 +59,16 @@ pub mod config;
 pub mod display;
 pub mod hook;
 pub mod mock;
+pub mod notes;
 pub mod policy;
 pub mod proxy;
 pub mod tui;
 
-/// Writes a diagnostic line to stderr. Never stdout: in `wrap`, stdout carries MCP frames.
+/// Queues a diagnostic line for stderr (see [`notes`]: never blocks, flushed at exit). Never
+/// stdout: in `wrap`, stdout carries MCP frames.
 #[macro_export]
 macro_rules! note {
     ($($arg:tt)*) => {
-        eprintln!("behavry: {}", format_args!($($arg)*))
+        $crate::notes::note(format_args!($($arg)*))
     };
 }

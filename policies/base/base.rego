@@ -13,50 +13,53 @@
 #   anything on behavry's config, policies or database            deny
 #
 # Deny beats escalate beats allow, so the last rows win over the first. A call that names several
-# paths is decided once per path and the strictest answer wins. The helpers are in lib.rego.
+# paths is decided once per path and the strictest answer wins. The facts about the call (secret,
+# protected, in the project) are rules in lib.rego.
 package behavry.authz
 
-import data.behavry.base
 import rego.v1
+
+# The facts are named by their full path, not through `import data.behavry.base`: regorus evaluates
+# every rule of an imported package when one is looked up through the alias.
 
 allow if input.action.type in {"read", "list", "search", "prompt"}
 
 allow if {
 	input.action.type == "write"
-	base.in_project(input.resource.path)
+	data.behavry.base.in_project
 }
 
 escalate if input.action.type in {"delete", "execute", "network", "unknown"}
 
 escalate if {
 	input.action.type == "write"
-	not base.in_project(input.resource.path)
+	not data.behavry.base.in_project
 }
 
 escalate if {
-	input.action.type in base.reading
-	base.secret(input.resource.path)
+	data.behavry.base.reading
+	data.behavry.base.secret
 }
 
 deny if {
-	not input.action.type in base.reading
-	base.secret(input.resource.path)
+	not data.behavry.base.reading
+	data.behavry.base.secret
 }
 
-deny if base.protected(input.resource.path)
+deny if data.behavry.base.protected
 
 reasons contains sprintf("%s is behavry's own file (config, policies or audit log); agents may not touch it", [input.resource.path]) if {
-	base.protected(input.resource.path)
+	data.behavry.base.protected
 }
 
 reasons contains sprintf("%s holds credentials; only a person may change it", [input.resource.path]) if {
-	not input.action.type in base.reading
-	base.secret(input.resource.path)
+	not data.behavry.base.reading
+	data.behavry.base.secret
 }
 
 reasons contains sprintf("%s holds credentials; reading it needs approval", [input.resource.path]) if {
-	input.action.type in base.reading
-	base.secret(input.resource.path)
+	data.behavry.base.reading
+	data.behavry.base.secret
 }
 
 reasons contains sprintf("%s calls need approval", [input.action.type]) if {
@@ -70,7 +73,7 @@ reasons contains sprintf("%s does not say what it does (unknown type), so it nee
 reasons contains sprintf("writes outside the project (%s) need approval", [input.session.project_dir]) if {
 	input.action.type == "write"
 	input.session.project_dir != ""
-	not base.in_project(input.resource.path)
+	not data.behavry.base.in_project
 }
 
 reasons contains "writes need approval when no project directory is known (CLAUDE_PROJECT_DIR is unset)" if {

@@ -72,6 +72,12 @@ test_secrets_cannot_be_changed if {
 	decision("write", "/home/dev/.local/share/keyrings/login.keyring") == "deny"
 	decision("write", "/home/dev/code/backup/id_ed25519") == "deny"
 	decision("execute", "/home/dev/.ssh") == "deny"
+	decision("write", "/home/dev/code/.git-credentials") == "deny"
+	decision("write", "/home/dev/.config/gcloud/credentials.db") == "deny"
+	decision("write", "/home/dev/.docker/config.json") == "deny"
+	decision("write", "/home/dev/code/keys/id_ecdsa_sk") == "deny"
+	decision("write", "/home/dev/code/login.keychain") == "deny"
+	decision("write", "/home/dev/.kube/config") == "deny"
 	"/home/dev/.ssh/config holds credentials; only a person may change it" in data.behavry.decision.reasons with input as call("write", "/home/dev/.ssh/config")
 }
 
@@ -86,6 +92,11 @@ test_look_alikes_are_not_secrets if {
 	decision("write", "/home/dev/code/environment.md") == "allow"
 	decision("write", "/home/dev/code/docs/ssh.md") == "allow"
 	decision("write", "/home/dev/code/id_rsa.pub") == "allow"
+	decision("write", "/home/dev/code/id_rsa_old") == "allow"
+	decision("write", "/home/dev/code/my.ssh/x") == "allow"
+	decision("write", "/home/dev/code/.docker/config.json.bak") == "allow"
+	decision("write", "/home/dev/code/netrc") == "allow"
+	decision("write", "/home/dev/code/keychain-notes.md") == "allow"
 }
 
 test_behavrys_own_files_are_off_limits if {

@@ -1,66 +1,50 @@
-# Helpers for the base policy: what counts as a secret, behavry's own files, the project.
+# Facts about the call for the base policy: is its path a secret, behavry's own, in the project?
 # A package of their own, so their names never collide with rules you add to behavry.authz.
+#
+# Each fact is a rule, not a function: regorus evaluates a rule once per decision and reuses its
+# value, where a function runs again for every rule that calls it. base.rego names them by full
+# path (`data.behavry.base.secret`): through `import data.behavry.base`, regorus would evaluate
+# every rule of this package to look up one.
 package behavry.base
 
 import rego.v1
 
-# Directories whose contents are credentials, wherever they are (usually in your home).
-secret_dirs := {".ssh", ".aws", ".gnupg", ".azure", ".kube", ".password-store"}
+# What makes a path a secret, as one pattern: a single regex match costs a fraction of a rule per
+# kind of secret. `(?x)`: spaces are ignored and `#` starts a comment.
+secret_pattern := `(?x)
+	# Directories whose contents are credentials, wherever they are (usually in your home).
+	(^|/) (\.ssh | \.aws | \.gnupg | \.azure | \.kube | \.password-store) (/|$)
+	# Credential stores by their full path (keychains, keyrings, cloud SDKs).
+	| /Library/Keychains (/|$) | /\.local/share/keyrings (/|$) | /\.config/gcloud (/|$)
+	| /\.docker/config\.json (/|$)
+	# Files that hold credentials by name alone; .env, .env.local, .envrc …; macOS keychain files
+	# outside the usual folder; SSH private keys copied out of ~/.ssh.
+	| (^|/) (
+		\.netrc | \.git-credentials | \.pgpass | \.pypirc | \.npmrc
+		| \.env[^/]*
+		| [^/]*\.keychain | [^/]*\.keychain-db
+		| id_(rsa|dsa|ecdsa|ed25519)(_sk)?
+	) /*$
+`
 
-# Places that are credential stores by their full path (keychains, keyrings, cloud SDKs).
-secret_places := {"/Library/Keychains/", "/.local/share/keyrings/", "/.config/gcloud/", "/.docker/config.json/"}
+# The call only looks (read, list, search).
+reading if input.action.type in {"read", "list", "search"}
 
-# Files that hold credentials by name alone.
-secret_files := {".netrc", ".git-credentials", ".pgpass", ".pypirc", ".npmrc"}
+# The path decided on: each path a call names, in turn. With a "/" after it, `startswith` tells
+# whether it is a directory or inside it by whole components (/a/bc is not under /a/b).
+path_slash := concat("", [input.resource.path, "/"])
 
-# Call types that only look.
-reading := {"read", "list", "search"}
-
-segments(path) := [s | some s in split(path, "/"); s != ""]
-
-basename(path) := b if {
-	parts := segments(path)
-	count(parts) > 0
-	b := parts[count(parts) - 1]
-}
-
-# `path` is `dir` or inside it (by whole path components: /a/bc is not under /a/b).
-under(path, dir) if path == trim_suffix(dir, "/")
-
-under(path, dir) if startswith(path, concat("", [trim_suffix(dir, "/"), "/"]))
-
-secret(path) if {
-	some s in segments(path)
-	s in secret_dirs
-}
-
-secret(path) if {
-	some place in secret_places
-	contains(concat("", [path, "/"]), place)
-}
-
-secret(path) if basename(path) in secret_files
-
-# .env, .env.local, .envrc …
-secret(path) if startswith(basename(path), ".env")
-
-# macOS keychain files outside the usual folder.
-secret(path) if endswith(basename(path), ".keychain")
-
-secret(path) if endswith(basename(path), ".keychain-db")
-
-# SSH private keys copied out of ~/.ssh.
-secret(path) if regex.match(`^id_(rsa|dsa|ecdsa|ed25519)(_sk)?$`, basename(path))
+secret if regex.match(secret_pattern, input.resource.path)
 
 # behavry's config, policies and audit database (input.behavry.protected): never the agent's.
-protected(path) if {
+protected if {
 	some dir in input.behavry.protected
-	under(path, dir)
+	startswith(path_slash, concat("", [trim_suffix(dir, "/"), "/"]))
 }
 
 # Inside the project Claude Code was started in (CLAUDE_PROJECT_DIR).
-in_project(path) if {
+in_project if {
 	dir := input.session.project_dir
 	dir != ""
-	under(path, dir)
+	startswith(path_slash, concat("", [trim_suffix(dir, "/"), "/"]))
 }

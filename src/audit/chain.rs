@@ -26,6 +26,10 @@ pub enum Kind {
     PolicyReloadFailed,
     ServerRequest,
     Checkpoint,
+    /// A client frame refused before evaluation (unparseable, ambiguous keys, a bad id).
+    RefusedFrame,
+    /// A client session: who the client said it was, and what was negotiated.
+    Session,
 }
 
 impl Kind {
@@ -39,6 +43,8 @@ impl Kind {
             Kind::PolicyReloadFailed => "policy_reload_failed",
             Kind::ServerRequest => "server_request",
             Kind::Checkpoint => "checkpoint",
+            Kind::RefusedFrame => "refused_frame",
+            Kind::Session => "session",
         }
     }
 }

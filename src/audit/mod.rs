@@ -7,6 +7,7 @@ pub mod store;
 pub mod writer;
 
 pub use store::{
-    DecisionRow, EventEntry, EventFilter, LogEntry, LogFilter, Outcome, Store, StoreError,
+    DecisionRow, EventEntry, EventFilter, LogEntry, LogFilter, Outcome, RefusedFrame,
+    SessionRecord, Store, StoreError,
 };
 pub use writer::AuditHandle;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::chain::{self, Kind};
 
-pub use events::{EventEntry, EventFilter};
+pub use events::{request_id, EventEntry, EventFilter, RefusedFrame, SessionRecord};
 
 /// Forward-only migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -22,6 +22,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_journal.sql"),
     include_str!("migrations/004_paths.sql"),
 ];
+
+/// How long one SQLite call waits for another process's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening keeps retrying while other processes create or migrate the same file.
+const OPEN_PATIENCE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +46,22 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+}
+
+impl StoreError {
+    /// Whether another process holding the database explains it: worth trying again.
+    pub fn is_contention(&self) -> bool {
+        match self {
+            StoreError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// How hard each commit tries to reach the disk.
@@ -64,6 +85,8 @@ pub enum Outcome {
     Error,
     /// The server answered with a tool result flagged `isError`.
     IsError,
+    /// The client cancelled the call (`notifications/cancelled`) before it was answered.
+    Cancelled,
 }
 
 impl Outcome {
@@ -72,6 +95,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
             Outcome::IsError => "is_error",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -210,7 +234,7 @@ pub struct DecisionRow {
     pub paths: Vec<String>,
     pub decision: String,
     pub reasons: Vec<String>,
-    /// Redacted before it reaches the store (see [`redact`]).
+    /// Stored redacted (see [`redact`]): the store does it on write.
     pub arguments: Value,
     pub agent: String,
     pub requester: String,
@@ -242,6 +266,7 @@ pub struct LogEntry {
     pub agent: String,
     pub requester: String,
     pub channel: String,
+    /// The JSON-RPC id as JSON text: `2`, `"abc"` (see [`request_id`]).
     pub request_id: String,
     pub outcome: Option<String>,
     pub duration_ms: Option<f64>,
@@ -288,7 +313,30 @@ impl Store {
         Store::open_with(path, Durability::Normal)
     }
 
+    /// Opens the store, waiting out other processes that are creating or migrating the same file.
+    ///
+    /// Several wrappers start in the same instant (a client launches every configured server at
+    /// once), and on a new file one of them switches it to WAL and creates the schema while the
+    /// others open it. Some of those steps report SQLITE_BUSY without consulting the busy timeout
+    /// (changing the journal mode, reading a schema another connection is writing), so the whole
+    /// set-up is retried with backoff until [`OPEN_PATIENCE`] runs out.
     pub fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match Store::open_once(path, durability) {
+                Err(e) if e.is_contention() && started.elapsed() < OPEN_PATIENCE => {
+                    // Jitter by pid so processes that collided once do not collide again in step.
+                    let jitter = Duration::from_millis(u64::from(std::process::id() % 7));
+                    std::thread::sleep(pause + jitter);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.exists()) {
             let create = |source| StoreError::CreateDir {
@@ -303,10 +351,18 @@ impl Store {
         }
         let sql = sqlite_err(&shown);
         let conn = Connection::open(path).map_err(&sql)?;
-        // Several wrappers write at once; wait for each other's short transactions rather than fail.
-        conn.busy_timeout(Duration::from_secs(5)).map_err(&sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // First, before anything touches the file: several wrappers write at once; wait for each
+        // other's short transactions rather than fail.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&sql)?;
+        // WAL is a property of the file: once one process switched it, the others only read it
+        // (switching needs an exclusive lock, and contends with everyone opening the file).
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .map_err(&sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(&sql)?;
+        }
         // In WAL mode NORMAL survives a crashed process; only power loss can drop the last commits.
         let synchronous = match durability {
             Durability::Normal => "NORMAL",
@@ -322,8 +378,19 @@ impl Store {
         Ok(store)
     }
 
+    /// Applies the migrations this file lacks, all in one IMMEDIATE transaction: a process that
+    /// opens the file meanwhile waits, then sees the finished schema.
     fn migrate(&mut self) -> Result<(), StoreError> {
         let sql = sqlite_err(&self.path);
+        let known = MIGRATIONS.len() as i64;
+        // Up to date (the usual case): no write lock, so readers never queue behind writers here.
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(&sql)?;
+        if version == known {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -331,7 +398,6 @@ impl Store {
         let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(&sql)?;
-        let known = MIGRATIONS.len() as i64;
         if version > known {
             return Err(StoreError::TooNew {
                 path: self.path.clone(),
@@ -364,7 +430,8 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let ts = now_rfc3339();
         let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
-        let arguments = chain::canonical(&row.arguments);
+        // Redacted here, where the data lands, so no caller can forget it.
+        let arguments = chain::canonical(&redact(&row.arguments));
         let paths = serde_json::to_string(&row.paths).unwrap_or_else(|_| "[]".into());
         let body = decision_body(&DecisionFields {
             ts: &ts,
@@ -448,12 +515,44 @@ impl Store {
     }
 
     /// Appends a record that is not about one decision (policy reloads, server requests).
+    /// Secret-looking values are redacted here, where the data lands, whoever the caller.
     pub fn record_event(&mut self, kind: Kind, body: &Value) -> Result<i64, StoreError> {
         let sql = sqlite_err(&self.path);
+        let body = redact(body);
         let tx = self.write_tx()?;
-        let seq = chain::append(&tx, &now_rfc3339(), kind, None, body).map_err(&sql)?;
+        let seq = chain::append(&tx, &now_rfc3339(), kind, None, &body).map_err(&sql)?;
         tx.commit().map_err(&sql)?;
         Ok(seq)
+    }
+
+    /// Records a client frame refused before evaluation.
+    pub fn record_refused_frame(&mut self, frame: &RefusedFrame) -> Result<i64, StoreError> {
+        self.record_event(Kind::RefusedFrame, &frame.body())
+    }
+
+    /// Records a session's client and what was negotiated.
+    pub fn record_session(&mut self, session: &SessionRecord) -> Result<i64, StoreError> {
+        let body = serde_json::to_value(session).unwrap_or(Value::Null);
+        self.record_event(Kind::Session, &body)
+    }
+
+    /// Records a request the server sent the client; its params are redacted here.
+    pub fn record_server_request(
+        &mut self,
+        session_id: &str,
+        server: &str,
+        method: &str,
+        id: &Value,
+        params: &Value,
+    ) -> Result<i64, StoreError> {
+        let body = json!({
+            "session_id": session_id,
+            "server": server,
+            "method": method,
+            "request_id": request_id(id),
+            "params": params,
+        });
+        self.record_event(Kind::ServerRequest, &body)
     }
 
     /// Leaves WAL checkpoints to [`Store::checkpoint`], except as a safety net when the WAL
@@ -533,10 +632,13 @@ impl Store {
                 d.resource_path, d.decision, json_extract(r.body, '$.resolution'), d.reasons, d.arguments,
                 d.agent, d.requester, d.channel, d.request_id, json_extract(o.body, '$.outcome'),
                 json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts,
+                json_extract(r.body, '$.reason'),
+                CAST(round((julianday(a.expires_at) - julianday(a.created_at)) * 86400) AS INTEGER),
                 d.paths
              FROM decisions d
              LEFT JOIN journal o ON o.ref_seq = d.id AND o.kind = 'outcome'
              LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
+             LEFT JOIN approvals a ON a.decision_id = d.id
              {where_sql} ORDER BY d.id DESC LIMIT {limit})
              ORDER BY 1 ASC"
         );
@@ -548,11 +650,30 @@ impl Store {
                     let reasons: String = r.get(10)?;
                     let arguments: String = r.get(11)?;
                     let resource_path: Option<String> = r.get(7)?;
-                    let paths: Option<String> = r.get(21)?;
+                    let paths: Option<String> = r.get(23)?;
                     let paths = match paths {
                         Some(text) => serde_json::from_str(&text).unwrap_or_default(),
                         None => resource_path.iter().cloned().collect(),
                     };
+                    let resolution: Option<String> = r.get(9)?;
+                    let resolved_by: Option<String> = r.get(19)?;
+                    let denied_because: Option<String> = r.get(21)?;
+                    let held_for: Option<i64> = r.get(22)?;
+                    // The reasons the agent was given: the policy's, then how the wait ended.
+                    let mut reasons: Vec<String> =
+                        serde_json::from_str(&reasons).unwrap_or_default();
+                    reasons.extend(resolution_reason(
+                        resolution.as_deref().and_then(Resolution::parse),
+                        denied_because.as_deref(),
+                        resolved_by.as_deref().unwrap_or(""),
+                        held_for.map(|s| Duration::from_secs(s.max(0) as u64)),
+                    ));
+                    // A held call the client cancelled never reached the server: that is its
+                    // outcome, as for a forwarded call the client cancelled.
+                    let outcome: Option<String> = r.get::<_, Option<String>>(16)?.or_else(|| {
+                        (resolution.as_deref() == Some(Resolution::Cancelled.as_str()))
+                            .then(|| Outcome::Cancelled.as_str().to_owned())
+                    });
                     Ok(LogEntry {
                         id: r.get(0)?,
                         ts: r.get(1)?,
@@ -564,17 +685,17 @@ impl Store {
                         resource_path,
                         paths,
                         decision: r.get(8)?,
-                        resolution: r.get(9)?,
-                        reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                        resolution,
+                        reasons,
                         arguments: serde_json::from_str(&arguments).unwrap_or(Value::Null),
                         agent: r.get(12)?,
                         requester: r.get(13)?,
                         channel: r.get(14)?,
                         request_id: r.get(15)?,
-                        outcome: r.get(16)?,
+                        outcome,
                         duration_ms: r.get(17)?,
                         policy_hash: r.get(18)?,
-                        resolved_by: r.get(19)?,
+                        resolved_by,
                         resolved_at: r.get(20)?,
                     })
                 },
@@ -629,6 +750,55 @@ impl Store {
                 by: by.unwrap_or_default(),
             })
         }))
+    }
+
+    /// The resolved ones among escalations `ids` (pending and unknown ones are left out): one
+    /// query however many calls a wrapper holds.
+    pub fn resolutions(&self, ids: &[i64]) -> Result<Vec<(i64, Resolved)>, StoreError> {
+        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT decision_id, state, deny_reason, resolved_by FROM approvals
+                 WHERE state != 'pending' AND decision_id IN (SELECT value FROM json_each(?1))",
+            )
+            .map_err(self.sqlite())?;
+        let rows = stmt
+            .query_map([ids], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(self.sqlite())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sqlite())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, state, reason, by)| {
+                Resolution::parse(&state).map(|resolution| {
+                    let by = by.unwrap_or_default();
+                    (
+                        id,
+                        Resolved {
+                            resolution,
+                            reason,
+                            by,
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// A number that changes whenever another connection (another process) commits: a cheap
+    /// way to learn that nothing was resolved since the last look (`PRAGMA data_version`).
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.sqlite())
     }
 
     /// Pending escalations whose wrapper is still alive, oldest first. Escalations whose wrapper is
@@ -750,6 +920,31 @@ impl Store {
             .optional()
             .map(Option::flatten)
             .map_err(self.sqlite())
+    }
+}
+
+/// What the agent is told when a held call is denied by a person or times out; `None` for
+/// resolutions that release the call or send nothing. `held_for`: how long the call could wait.
+/// The log appends it to the decision's reasons, so the wrapper's reply and the log say the same.
+pub fn resolution_reason(
+    resolution: Option<Resolution>,
+    reason: Option<&str>,
+    by: &str,
+    held_for: Option<Duration>,
+) -> Option<String> {
+    match resolution? {
+        Resolution::Denied => Some(match reason {
+            Some(reason) => format!("a person denied this call ({by}): {reason}"),
+            None => format!("a person denied this call ({by})"),
+        }),
+        Resolution::Timeout => Some(match held_for {
+            Some(d) => format!(
+                "this call needs a person's approval and was not approved within {}",
+                crate::approval::human(d)
+            ),
+            None => "this call needs a person's approval and was not approved in time".to_owned(),
+        }),
+        _ => None,
     }
 }
 
@@ -986,6 +1181,132 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(newest[0].tool, "write_file");
         assert_eq!(store.last_id().unwrap(), Some(a + 1));
+    }
+
+    fn held(store: &mut Store) -> i64 {
+        let hold = Hold {
+            owner: Owner::current(),
+            request_hash: "h".into(),
+            expires_at: format_ts(time::OffsetDateTime::now_utc() + time::Duration::minutes(5)),
+        };
+        store
+            .record_escalation(&row("escalate", "delete_file"), &hold)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_log_gives_the_reasons_the_agent_was_given_and_how_the_call_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
+        let denied = held(&mut store);
+        store
+            .resolve(
+                denied,
+                None,
+                Resolution::Denied,
+                Some("not on a Friday"),
+                "alice",
+            )
+            .unwrap();
+        let timed_out = held(&mut store);
+        store
+            .resolve(
+                timed_out,
+                None,
+                Resolution::Timeout,
+                None,
+                "behavry (approval timeout)",
+            )
+            .unwrap();
+        let cancelled = held(&mut store);
+        store
+            .resolve(cancelled, None, Resolution::Cancelled, None, "behavry")
+            .unwrap();
+        let forwarded = store.record_decision(&row("allow", "slow")).unwrap();
+        store
+            .record_outcome(forwarded, Outcome::Cancelled, 12.0)
+            .unwrap();
+
+        let rows = store.query(&LogFilter::default()).unwrap();
+        assert_eq!(
+            rows[0].reasons,
+            [
+                "because",
+                "a person denied this call (alice): not on a Friday"
+            ]
+        );
+        assert_eq!(
+            rows[1].reasons,
+            [
+                "because",
+                "this call needs a person's approval and was not approved within 5m"
+            ]
+        );
+        assert_eq!(rows[2].reasons, ["because"]);
+        assert_eq!(rows[2].outcome.as_deref(), Some("cancelled"));
+        assert_eq!(rows[3].outcome.as_deref(), Some("cancelled"));
+        assert!(store.verify().unwrap().is_ok());
+    }
+
+    #[test]
+    fn the_store_redacts_whatever_the_caller_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("behavry.db")).unwrap();
+        let mut secret = row("allow", "login");
+        secret.arguments = json!({"user": "a", "password": "hunter2"});
+        store.record_decision(&secret).unwrap();
+        store
+            .record_server_request(
+                "s1",
+                "fs",
+                "sampling/createMessage",
+                &json!("x"),
+                &json!({"api_key": "k"}),
+            )
+            .unwrap();
+        let raw: Vec<String> = store
+            .conn
+            .prepare("SELECT body FROM journal")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let all = raw.join("\n");
+        assert!(!all.contains("hunter2") && !all.contains("\"k\""), "{all}");
+        assert_eq!(
+            store.query(&LogFilter::default()).unwrap()[0].arguments["password"],
+            "[redacted]"
+        );
+        assert!(
+            all.contains(r#"\"x\""#),
+            "string ids are stored as JSON text: {all}"
+        );
+    }
+
+    #[test]
+    fn several_processes_opening_a_new_file_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("behavry.db");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    Store::open(&path).and_then(|mut s| s.record_decision(&row("allow", "t")))
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(
+            Store::open(&path)
+                .unwrap()
+                .query(&LogFilter::default())
+                .unwrap()
+                .len(),
+            8
+        );
     }
 
     #[test]

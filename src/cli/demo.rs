@@ -143,15 +143,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
             wrapper.stderr.try_iter().collect::<Vec<_>>().join("\n")
         );
     }
-    println!("The audit log of this run (`behavry log`):\n");
+    writeln!(
+        std::io::stdout().lock(),
+        "The audit log of this run (`behavry log`):\n"
+    )?;
     let _ = Command::new(&exe)
         .arg("log")
         .env("BEHAVRY_HOME", &home.0)
         .status();
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "\nNext: `behavry init` to set up your own policies, then `behavry claude wrap` to put \
          behavry in front of your Claude Code servers."
-    );
+    )?;
     Ok(0)
 }
 

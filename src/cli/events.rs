@@ -1,5 +1,6 @@
-//! `behavry log --events`: the policy events (reloads, rejected reloads) beside the decisions. A
-//! table on a terminal, JSON lines with `--json`; the decision log's JSON is untouched.
+//! `behavry log --events`: the journal records beside the decisions — policy reloads (applied and
+//! rejected), client frames refused before evaluation, and each session's client. A table on a
+//! terminal, JSON lines with `--json`; the decision log's JSON is untouched.
 
 use std::io::Write;
 
@@ -63,8 +64,42 @@ fn print(out: &mut impl Write, rows: &[EventEntry], json: bool) -> anyhow::Resul
     Ok(rows.last().map(|r| r.seq))
 }
 
-/// One line about the event: the errors of a rejected set, the file count of an applied one.
+/// One line about the event: the errors of a rejected set, the file count of an applied one, why
+/// a frame was refused, who a session's client was.
 fn summary(row: &EventEntry) -> String {
+    let text = |key: &str| {
+        row.detail
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    match row.kind.as_str() {
+        "refused_frame" => {
+            let id = row
+                .detail
+                .get("request_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("none");
+            let sha = text("sha256");
+            return format!(
+                "{}: {} (id {id}, {} bytes, sha256 {})",
+                text("what"),
+                text("reason"),
+                row.detail.get("bytes").unwrap_or(&serde_json::Value::Null),
+                sha.get(..12).unwrap_or(&sha)
+            );
+        }
+        "session" => {
+            return format!(
+                "client {} {}, protocol {}",
+                text("client_name"),
+                text("client_version"),
+                text("protocol_version")
+            );
+        }
+        _ => {}
+    }
     let list = |key: &str| {
         row.detail
             .get(key)

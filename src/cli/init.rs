@@ -203,6 +203,7 @@ pub fn config_sections() -> Vec<Section> {
         approval_keepalive_secs,
         tools_list_wait_ms,
         approval,
+        max_held,
     } = wrap;
     let approval = format!("{approval:?}").to_lowercase();
     let ApproveConfig { bell, title } = approve;
@@ -292,6 +293,11 @@ pub fn config_sections() -> Vec<Section> {
                      supports MCP elicitation, and `behavry approve`), \"tui\" (only `behavry \
                      approve`) or \"elicitation\" (the form first).",
                 ),
+                default(
+                    "max_held",
+                    max_held,
+                    "How many calls one wrapper holds for approval at once; more are denied at once.",
+                ),
             ],
         },
         Section {
@@ -351,7 +357,7 @@ pub fn config_sections() -> Vec<Section> {
 pub fn config_template() -> String {
     let mut text = String::from(
         "# behavry configuration. Every option is shown at its default, commented out:\n\
-         # remove the leading `# ` of a line to change it. Reference: README.md.\n",
+         # remove the leading `# ` of a line to change it. Reference: docs/configuration.md.\n",
     );
     for section in config_sections() {
         text.push('\n');

@@ -41,8 +41,14 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
     let mut out = stdout.lock();
     if args.verify {
         return Ok(match store.verify()? {
-            Ok(rows) => {
-                writeln!(out, "ok: {rows} rows")?;
+            Ok(records) => {
+                let decisions = store.stats(None)?.total;
+                writeln!(
+                    out,
+                    "ok: {}, {}",
+                    count(decisions, "decision"),
+                    count(records, "record")
+                )?;
                 0
             }
             Err(problem) => {
@@ -100,6 +106,15 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
     let colour =
         format == Format::Table && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let rows = store.query(&filter)?;
+    if format == Format::Table {
+        if let Some(session) = &filter.session {
+            writeln!(out, "{}", session_line(session, store.session(session)?))?;
+        }
+        if rows.is_empty() && !args.follow {
+            writeln!(out, "no decisions match")?;
+            return Ok(0);
+        }
+    }
     match format {
         Format::Table => writeln!(out, "{}", header())?,
         Format::Csv => writeln!(out, "{}", CSV_FIELDS.join(","))?,
@@ -141,12 +156,40 @@ fn print_stats(out: &mut impl Write, stats: &Stats) -> anyhow::Result<()> {
         ("server", &stats.server),
         ("tool", &stats.tool),
     ] {
+        // No escalation was resolved (or nothing matched): no heading over nothing.
+        if counts.is_empty() {
+            continue;
+        }
         writeln!(out, "\nby {title}:")?;
         for (key, count) in counts {
             writeln!(out, "  {count:>8}  {key}")?;
         }
     }
     Ok(())
+}
+
+/// `2 decisions`, `1 record`.
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Who the client of a session was, above its decisions.
+fn session_line(id: &str, session: Option<crate::audit::SessionRecord>) -> String {
+    let Some(s) = session else {
+        return format!("session {id}: no session record (client unknown)");
+    };
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    format!(
+        "session {id}: client {} {}, protocol {}, capabilities {}",
+        opt(&s.client_name),
+        opt(&s.client_version),
+        opt(&s.protocol_version),
+        s.capabilities
+    )
 }
 
 /// The columns of `--format csv`: the JSON fields, in this order.

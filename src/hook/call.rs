@@ -154,6 +154,7 @@ pub fn decide(
         id: Value::String(call.tool_use_id.clone()),
         method: "tools/call".into(),
         governed: Ok(governed(call)),
+        body: request.to_string().into_bytes(),
         message: request,
     };
     let known = Known {

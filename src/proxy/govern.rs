@@ -35,8 +35,11 @@ pub struct Call {
     pub method: String,
     /// The governed request, or why its params are malformed (then it is denied).
     pub governed: Result<Governed, String>,
-    /// The whole message: what is forwarded if the call is allowed.
+    /// The whole message, as evaluated.
     pub message: Value,
+    /// What is forwarded if the call is allowed: the client's bytes, which the strict parse
+    /// showed read as `message` in every JSON reader; an approval is bound to their hash.
+    pub body: Vec<u8>,
 }
 
 impl Call {
@@ -128,7 +131,8 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
         paths,
         decision: verdict.decision.as_str().to_owned(),
         reasons: verdict.reasons.clone(),
-        arguments: crate::audit::store::redact(&arguments),
+        // The store redacts secrets where the row lands.
+        arguments,
         agent,
         requester: ctx.requester_id.clone(),
         channel,
@@ -137,6 +141,17 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
         resolution: approved.then_some(Resolution::ApprovedSession),
     };
     Decided { verdict, row }
+}
+
+/// Turns an escalation that cannot be held into a deny that says why (`why` joins the policy's
+/// reasons, so the person reading the log sees both).
+fn refuse_hold(mut decided: Decided, why: String) -> Decided {
+    decided.verdict.decision = Decision::Deny;
+    decided.verdict.reasons.push(why);
+    decided.row.decision = Decision::Deny.as_str().to_owned();
+    decided.row.reasons = decided.verdict.reasons.clone();
+    decided.row.resolution = None;
+    decided
 }
 
 /// Gives every deny a reason the agent can act on, when the rules gave none.
@@ -218,15 +233,22 @@ impl Relay {
             method: call.method.clone(),
             qualified: format!("{}/{}", self.ctx.server, decided.row.tool),
         };
-        // What is forwarded is the value that was evaluated, re-serialised, not the bytes that
-        // came in; an approval is bound to the hash of exactly these bytes.
-        let body = call.message.to_string().into_bytes();
+        let body = call.body;
+        // A wrapper holds a bounded number of calls: beyond it, the call is denied at once.
+        let permit = match decided.held().then(|| self.waiter.try_hold()) {
+            Some(Ok(permit)) => Some(permit),
+            Some(Err(at_cap)) => {
+                decided = refuse_hold(decided, at_cap.to_string());
+                None
+            }
+            None => None,
+        };
         let held = decided.held();
         // What the person is shown if the call is put to them in the client.
         let shown = held.then(|| Shown {
             paths: decided.row.paths.clone(),
             reasons: decided.verdict.reasons.clone(),
-            arguments: decided.row.arguments.clone(),
+            arguments: crate::audit::store::redact(&decided.row.arguments),
         });
         let recorded = if held {
             let expires = time::OffsetDateTime::now_utc() + self.approval_timeout;
@@ -263,6 +285,7 @@ impl Relay {
             let waited = self
                 .hold(row, token.clone(), &names, &shown, cancelled)
                 .await;
+            drop(permit);
             lock(&self.held).remove(&message::id_key(id));
             // Forwarding or answering it is part of deciding again: shutdown waits for it.
             let _deciding = Deciding::start(&self.deciding);
@@ -289,8 +312,13 @@ impl Relay {
                     self.deny(id, &names, &[reason]).await
                 }
                 other => {
-                    let reason = refusal(other, self.approval_timeout);
-                    self.deny(id, &names, &[reason]).await
+                    // On a timeout the agent also hears why the call needed a person.
+                    let mut reasons = match other {
+                        Released::TimedOut => shown.reasons.clone(),
+                        _ => Vec::new(),
+                    };
+                    reasons.push(refusal(other, self.approval_timeout));
+                    self.deny(id, &names, &reasons).await
                 }
             };
         }
@@ -412,7 +440,7 @@ impl Relay {
             timeout,
             keepalive: self.approval_keepalive,
         };
-        let tui = approval::wait(&self.audit, row, timing, cancelled, keepalive);
+        let tui = approval::wait(&self.waiter, row, timing, cancelled, keepalive);
         let (released, form_decided) = if in_client {
             self.race_form(row, names, shown, tui).await
         } else {
@@ -587,6 +615,7 @@ mod tests {
             method: "tools/call".into(),
             governed: Governed::from_request("tools/call", message.get("params"))
                 .expect("governed"),
+            body: message.to_string().into_bytes(),
             message,
         }
     }
@@ -721,6 +750,7 @@ mod tests {
             method: "tools/call".into(),
             governed: Governed::from_request("tools/call", message.get("params"))
                 .expect("governed"),
+            body: message.to_string().into_bytes(),
             message,
         };
         assert!(call.governed.is_err());
@@ -755,12 +785,19 @@ mod tests {
     }
 
     #[test]
-    fn arguments_are_redacted_in_the_row() {
+    fn an_escalation_that_cannot_be_held_is_a_deny_with_both_reasons() {
         let known = Known::default();
-        let c = call("read_file", json!({"path": "/tmp/x", "api_key": "sk-123"}));
-        let d = decide(&ctx(), &c, &known, &seed());
-        assert_ne!(d.row.arguments["api_key"], "sk-123");
-        assert_eq!(d.row.arguments["path"], "/tmp/x");
+        let d = decide(&ctx(), &call("delete_file", json!({})), &known, &seed());
+        assert!(d.held());
+        let d = refuse_hold(d, "8 calls are already waiting".into());
+        assert!(!d.held());
+        assert_eq!(d.verdict.decision, Decision::Deny);
+        assert_eq!(d.row.decision, "deny");
+        assert_eq!(d.row.reasons, d.verdict.reasons);
+        assert_eq!(
+            d.row.reasons.last().map(String::as_str),
+            Some("8 calls are already waiting")
+        );
     }
 
     #[test]

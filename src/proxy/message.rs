@@ -1,6 +1,9 @@
 //! JSON-RPC message shapes, and the replies behavry writes itself.
 
-use serde_json::{json, Value};
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{json, Map, Value};
 
 /// JSON-RPC error codes behavry answers with.
 pub const PARSE_ERROR: i64 = -32700;
@@ -118,6 +121,234 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
+/// The whole response with `id` in a server line (the line itself, or the element of a batch):
+/// for the few answers whose result the relay uses. `None` if the line does not parse.
+pub fn full_response(line: &[u8], id: &Value) -> Option<Value> {
+    match serde_json::from_slice::<Value>(line).ok()? {
+        Value::Array(items) => items.into_iter().find(|m| m.get("id") == Some(id)),
+        one => Some(one),
+    }
+}
+
+/// A line from the server, as far as the relay reads it.
+#[derive(Debug, PartialEq)]
+pub enum ServerLine {
+    /// Not JSON by RFC 8259 (or not UTF-8): stray output, dropped.
+    NotJson,
+    /// JSON, but no JSON-RPC message (a structured log line): dropped.
+    NotJsonRpc,
+    /// JSON-RPC: the parts the relay reads, in a message of the same shape. Only `jsonrpc`,
+    /// `id`, `method`, `params`, `error` (present or not: `null`), and `result.isError` and
+    /// `result.protocolVersion` are kept; everything else was skipped unread.
+    Message(Value),
+    /// JSON whose parts the relay reads hold something it cannot represent (a number beyond
+    /// double range as an id): relayed unread.
+    Unreadable(String),
+}
+
+/// Reads what the relay needs from a server line without building the rest of it: a 16 MiB
+/// result is skipped, not copied, and numbers in it may be of any size (RFC 8259 sets no range,
+/// `serde_json::Value` does).
+pub fn read_server_line(line: &[u8]) -> ServerLine {
+    if std::str::from_utf8(line).is_err() {
+        return ServerLine::NotJson;
+    }
+    // Valid JSON at all? (Ignoring validates the syntax without reading numbers.)
+    let mut de = serde_json::Deserializer::from_slice(line);
+    if de::Deserialize::deserialize(&mut de)
+        .and_then(|IgnoredAny| de.end())
+        .is_err()
+    {
+        return ServerLine::NotJson;
+    }
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let skeleton = match (Skeleton { top: true }).deserialize(&mut de) {
+        Ok(v) => v,
+        Err(e) => return ServerLine::Unreadable(e.to_string()),
+    };
+    let json_rpc = |v: &Value| v.get("jsonrpc").is_some();
+    let is_json_rpc = match &skeleton {
+        Value::Object(_) => json_rpc(&skeleton),
+        Value::Array(items) => !items.is_empty() && items.iter().all(json_rpc),
+        _ => false,
+    };
+    if is_json_rpc {
+        ServerLine::Message(skeleton)
+    } else {
+        ServerLine::NotJsonRpc
+    }
+}
+
+/// One message's skeleton (see [`ServerLine::Message`]); at the top, a batch of them.
+#[derive(Clone, Copy)]
+struct Skeleton {
+    top: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Skeleton {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skeleton {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        if !self.top {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Value::Null);
+        }
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Skeleton { top: false })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = match key.as_str() {
+                "jsonrpc" | "id" | "method" => map.next_value::<Scalar>()?.0,
+                // The server's requests are recorded with their params.
+                "params" => map.next_value::<Value>()?,
+                "error" => {
+                    map.next_value::<IgnoredAny>()?;
+                    Value::Null
+                }
+                "result" => map.next_value::<ResultParts>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A scalar as it is; an array or object as an empty one (its contents skipped).
+struct Scalar(Value);
+
+impl<'de> de::Deserialize<'de> for Scalar {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        d.deserialize_any(ScalarVisitor).map(Scalar)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Value::Array(Vec::new()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Value::Object(Map::new()))
+    }
+}
+
+/// `result.isError` and `result.protocolVersion`, skipping the rest of the result.
+struct ResultParts(Value);
+
+impl<'de> de::Deserialize<'de> for ResultParts {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<ResultParts, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut out = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "isError" || key == "protocolVersion" {
+                        let value = map.next_value::<Scalar>()?.0;
+                        out.insert(key, value);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Value::Object(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+                ScalarVisitor.visit_seq(seq)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+        }
+        d.deserialize_any(V).map(ResultParts)
+    }
+}
+
 /// A stable key for an id, keeping `1` and `"1"` apart.
 pub fn id_key(id: &Value) -> String {
     id.to_string()
@@ -210,6 +441,48 @@ mod tests {
         assert_eq!(id(r#"{"result":"#, r#"\"id\":5\"}"#), None);
         assert_eq!(id(r#"{"jsonrpc":"2.0","id":{"a":1},"#, "x}"), None);
         assert_eq!(id("garbage", "garbage"), None);
+    }
+
+    #[test]
+    fn reads_server_lines_without_building_them() {
+        let read = |s: &str| read_server_line(s.as_bytes());
+        let ServerLine::Message(m) = read(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-03-26","x":1e400,"isError":true,"big":[1,{"a":2}]}}"#,
+        ) else {
+            panic!("not read")
+        };
+        assert_eq!(
+            m,
+            json!({"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-03-26","isError":true}})
+        );
+        assert_eq!(classify(&m), Kind::Response { id: &json!(1) });
+        let ServerLine::Message(m) = read(r#"{"error":{"code":1e999},"id":"a","jsonrpc":"2.0"}"#)
+        else {
+            panic!("not read")
+        };
+        assert_eq!(m, json!({"jsonrpc":"2.0","id":"a","error":null}));
+        let ServerLine::Message(m) = read(
+            r#"[{"jsonrpc":"2.0","id":"s-1","method":"roots/list","params":{"k":[1]}},{"jsonrpc":"2.0","id":2,"result":5}]"#,
+        ) else {
+            panic!("not read")
+        };
+        assert_eq!(
+            m,
+            json!([{"jsonrpc":"2.0","id":"s-1","method":"roots/list","params":{"k":[1]}},{"jsonrpc":"2.0","id":2,"result":null}])
+        );
+        assert_eq!(read("hello"), ServerLine::NotJson);
+        assert_eq!(read(r#"{"a":1}x"#), ServerLine::NotJson);
+        assert_eq!(read_server_line(b"{\"a\":\"\xff\"}"), ServerLine::NotJson);
+        assert_eq!(
+            read(r#"{"level":"info","n":1e400}"#),
+            ServerLine::NotJsonRpc
+        );
+        assert_eq!(read(r#"[{"jsonrpc":"2.0"},3]"#), ServerLine::NotJsonRpc);
+        assert_eq!(read("[]"), ServerLine::NotJsonRpc);
+        assert!(matches!(
+            read(r#"{"jsonrpc":"2.0","id":1e400,"result":{}}"#),
+            ServerLine::Unreadable(_)
+        ));
     }
 
     #[test]

@@ -31,8 +31,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::audit::store::Owner;
-use crate::audit::{chain, AuditHandle, Outcome};
+use crate::approval;
+use crate::audit::store::{Owner, SessionRecord};
+use crate::audit::{AuditHandle, Outcome};
 use crate::config::Config;
 use crate::note;
 use crate::policy::canon::{OwnDir, Resolver};
@@ -71,8 +72,8 @@ pub struct WrapOptions {
 enum Pending {
     /// A client's `tools/list`, whose answer also refreshes the tool catalogue.
     ToolsList,
-    /// The client's `initialize`: once answered, the session is up.
-    Initialize,
+    /// The client's `initialize` (its params): once answered, the session is up and recorded.
+    Initialize(Value),
     /// An allowed governed call whose outcome goes into its audit row.
     Governed {
         row: i64,
@@ -98,6 +99,8 @@ struct Relay {
     approval: elicit::Channel,
     /// Forms sent to the client about held calls (see [`elicit`]).
     forms: elicit::Forms,
+    /// Watches the store for every held call's resolution, and caps how many are held.
+    waiter: approval::Waiter,
     /// The server's tools, as behavry lists them itself (see [`tools`]).
     tools: tools::Tools,
     /// Client request id (see [`message::id_key`]) → what its response means to us.
@@ -151,8 +154,9 @@ where
     }
     let (audit, audit_thread) = AuditHandle::open(&opts.database, opts.config.audit.durability);
     if let Some(e) = audit.error() {
-        note!("audit store unavailable; every governed call will be denied: {e}");
+        note!("audit store unavailable; every governed call will be denied until it can be opened: {e}");
     }
+    let waiter = approval::Waiter::start(audit.clone(), opts.config.wrap.max_held);
     let session_id = uuid::Uuid::new_v4().to_string();
     let (policy, watcher) = crate::policy::watch::watch(
         opts.policy_dirs.clone(),
@@ -194,6 +198,7 @@ where
         client_elicits: AtomicBool::new(false),
         approval: config.wrap.approval,
         forms: elicit::Forms::new(),
+        waiter,
         tools: tools::Tools::new(Duration::from_millis(config.wrap.tools_list_wait_ms)),
         pending: Mutex::new(HashMap::new()),
         to_client,
@@ -380,33 +385,46 @@ impl Relay {
     }
 
     async fn on_client_line(self: &Arc<Self>, line: Vec<u8>) {
-        // The one parse: policy evaluates this value and the server receives it re-serialised.
-        let value = match strict::parse(&line) {
-            Ok(v) => v,
-            Err(rejection) => return self.reply(rejection.reply()).await,
+        // The one parse: policy evaluates its value, the server receives the bytes it was read
+        // from (lone surrogates repaired), which strict parsing showed read the same everywhere.
+        let message = match strict::read_keeping(line) {
+            Ok(m) => m,
+            Err((rejection, line)) => return self.refuse(rejection, &line).await,
         };
+        let strict::Message { value, bytes } = message;
         let Value::Array(items) = value else {
-            if let Some(value) = self.admit(value).await {
-                self.client_message(value).await;
+            if let Err(rejection) = strict::check(&value) {
+                return self.refuse(rejection, &bytes).await;
+            }
+            if let Some(value) = self.admit(value, &bytes).await {
+                self.client_message(strict::Message { value, bytes }).await;
             }
             return;
         };
         if let Err(rejection) = self.guard.batch_allowed() {
-            return self.reply(rejection.reply()).await;
+            return self.refuse(rejection, &bytes).await;
         }
         if items.is_empty() {
             return self
                 .reply(message::error_reply(None, INVALID_REQUEST, "empty batch"))
                 .await;
         }
-        let mut admitted = Vec::with_capacity(items.len());
+        let count = items.len();
+        let mut admitted = Vec::with_capacity(count);
         for item in items {
-            if let Some(item) = self.admit(item).await {
+            if let Err(rejection) = strict::check(&item) {
+                self.refuse(rejection, item.to_string().as_bytes()).await;
+                continue;
+            }
+            let element = item.to_string();
+            if let Some(item) = self.admit(item, element.as_bytes()).await {
                 admitted.push(item);
             }
         }
-        // A batch with nothing governed in it passes as one batch; otherwise each element is
-        // handled on its own, so no governed element is ever forwarded undecided.
+        // A batch with nothing governed in it passes as one batch (the client's bytes when every
+        // element was admitted); otherwise each element is handled on its own, so no governed
+        // element is ever forwarded undecided. Elements travel re-serialised: cutting the
+        // client's text into elements would need a second parse for no gain in meaning.
         if !admitted.is_empty()
             && admitted.iter().all(|m| {
                 matches!(
@@ -416,19 +434,46 @@ impl Relay {
             })
         {
             admitted.iter().for_each(|m| self.track(m));
-            self.forward(Value::Array(admitted).to_string().into_bytes())
-                .await;
+            let frame = if admitted.len() == count {
+                bytes
+            } else {
+                Value::Array(admitted).to_string().into_bytes()
+            };
+            self.forward(frame).await;
             return;
         }
-        for item in admitted {
-            self.client_message(item).await;
+        drop(bytes);
+        for value in admitted {
+            let bytes = value.to_string().into_bytes();
+            self.client_message(strict::Message { value, bytes }).await;
         }
     }
 
-    /// Handles one admitted message. Whatever is forwarded is `value` re-serialised, never the
-    /// bytes that came in, so the server reads exactly what behavry read.
-    async fn client_message(self: &Arc<Self>, value: Value) {
-        let raw = || value.to_string().into_bytes();
+    /// Answers a refused client message: with its id when the refusal could read one and no
+    /// request in flight uses it (then the answer would resolve that request instead). The
+    /// attempt is recorded: refused frames are what an auditor most wants to see.
+    async fn refuse(&self, rejection: strict::Rejection, line: &[u8]) {
+        let what = if rejection.code == message::PARSE_ERROR {
+            "parse_error"
+        } else {
+            "invalid_request"
+        };
+        self.audit.refused_frame(
+            &self.ctx.session_id,
+            &self.ctx.server,
+            what,
+            &rejection.message,
+            rejection.id.as_ref(),
+            line,
+        );
+        let id = rejection.id.as_ref().filter(|id| !self.guard.in_flight(id));
+        self.reply(rejection.reply_to(id)).await;
+    }
+
+    /// Handles one admitted message. What is forwarded is `message.bytes`, which the strict
+    /// parse showed read as `message.value`, the value behavry evaluated.
+    async fn client_message(self: &Arc<Self>, message: strict::Message) {
+        let strict::Message { value, bytes } = message;
         let (id, method) = match message::classify(&value) {
             Kind::Request { id, method } => (id.clone(), method.to_owned()),
             Kind::Notification { method }
@@ -445,7 +490,7 @@ impl Relay {
             }
             Kind::Notification { method } => {
                 let initialized = method == "notifications/initialized";
-                self.forward(raw()).await;
+                self.forward(bytes).await;
                 // The session is ready: read the server's tools before the first call needs them.
                 if initialized {
                     self.list_tools().await;
@@ -455,7 +500,7 @@ impl Relay {
             // The client's answer to one of behavry's own forms is behavry's, not the server's.
             Kind::Response { .. } if self.form_answer(&value) => return,
             Kind::Response { .. } => {
-                self.forward(raw()).await;
+                self.forward(bytes).await;
                 return;
             }
             Kind::Batch(_) => {
@@ -483,23 +528,31 @@ impl Relay {
                     method,
                     governed,
                     message: value,
+                    body: bytes,
                 };
                 tokio::spawn(async move { relay.govern(call, cancelled, deciding).await });
             }
             None => {
                 self.track(&value);
-                let frame = raw();
-                self.forward(frame).await;
+                self.forward(bytes).await;
             }
         }
     }
 
-    /// Cancels a held request named by a `notifications/cancelled`; false if none is held.
+    /// Cancels a held request named by a `notifications/cancelled`; false if none is held. A
+    /// forwarded call it names is recorded `cancelled` (the server is told, and may still answer;
+    /// that answer is relayed but records nothing more).
     fn cancel_held(&self, notification: &Value) -> bool {
         let Some(request) = notification.pointer("/params/requestId") else {
             return false;
         };
-        match lock(&self.held).remove(&message::id_key(request)) {
+        let key = message::id_key(request);
+        if let Some(Pending::Governed { row, sent, .. }) = lock(&self.pending).remove(&key) {
+            self.audit
+                .cancelled(row, sent.elapsed().as_secs_f64() * 1000.0);
+            return false;
+        }
+        match lock(&self.held).remove(&key) {
             Some(cancel) => {
                 let _ = cancel.send(());
                 true
@@ -533,17 +586,18 @@ impl Relay {
             _ => {}
         }
         if method == "initialize" {
-            lock(&self.pending).insert(message::id_key(id), Pending::Initialize);
+            let params = msg.get("params").cloned().unwrap_or(Value::Null);
+            lock(&self.pending).insert(message::id_key(id), Pending::Initialize(params));
         }
     }
 
     /// Runs one client message through the per-message checks; a refused one is answered here
     /// and `None` is returned.
-    async fn admit(&self, msg: Value) -> Option<Value> {
+    async fn admit(&self, msg: Value, line: &[u8]) -> Option<Value> {
         match strict::check(&msg).and_then(|()| self.guard.admit(&msg)) {
             Ok(()) => Some(msg),
             Err(rejection) => {
-                self.reply(rejection.reply()).await;
+                self.refuse(rejection, line).await;
                 None
             }
         }
@@ -559,15 +613,12 @@ impl Relay {
                 if UNRECORDED_SERVER_REQUESTS.contains(&method) {
                     return;
                 }
-                self.audit.event(
-                    chain::Kind::ServerRequest,
-                    json!({
-                        "session_id": self.ctx.session_id,
-                        "server": self.ctx.server,
-                        "method": method,
-                        "request_id": message::id_key(id),
-                        "params": crate::audit::store::redact(m.get("params").unwrap_or(&Value::Null)),
-                    }),
+                self.audit.server_request(
+                    &self.ctx.session_id,
+                    &self.ctx.server,
+                    method,
+                    id,
+                    m.get("params").unwrap_or(&Value::Null),
                 );
             }
         };
@@ -578,29 +629,39 @@ impl Relay {
     }
 
     async fn on_server_line(&self, line: Vec<u8>) {
-        let value: Value = match serde_json::from_slice(&line) {
-            Ok(v) => v,
-            Err(_) => {
-                let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-                note!("the server wrote a line that is not JSON to stdout (dropped): {shown}");
+        let shown = || String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+        // Only the parts the relay needs are read: a huge result is skipped, and JSON that is
+        // valid but beyond serde's number range is still relayed.
+        let value = match message::read_server_line(&line) {
+            message::ServerLine::Message(skeleton) => skeleton,
+            message::ServerLine::NotJson => {
+                note!(
+                    "the server wrote a line that is not JSON to stdout (dropped): {}",
+                    crate::display::escape(&shown())
+                );
+                return;
+            }
+            // JSON that is not JSON-RPC at all (structured log lines) would break the client's
+            // reader as surely as plain text; a JSON-RPC object with an unusual shape is the
+            // client's to judge.
+            message::ServerLine::NotJsonRpc => {
+                note!(
+                    "the server wrote JSON that is not JSON-RPC to stdout (dropped): {}",
+                    crate::display::escape(&shown())
+                );
+                return;
+            }
+            message::ServerLine::Unreadable(e) => {
+                note!(
+                    "relayed a server message behavry could not read ({e}); its outcome is not recorded: {}",
+                    crate::display::escape(&shown())
+                );
+                let _ = self.to_client.send(line).await;
                 return;
             }
         };
-        // JSON that is not JSON-RPC at all (structured log lines) would break the client's reader
-        // as surely as plain text; a JSON-RPC object with an unusual shape is the client's to judge.
-        let json_rpc = |v: &Value| v.get("jsonrpc").is_some();
-        let is_json_rpc = match &value {
-            Value::Object(_) => json_rpc(&value),
-            Value::Array(items) => !items.is_empty() && items.iter().all(json_rpc),
-            _ => false,
-        };
-        if !is_json_rpc {
-            let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-            note!("the server wrote JSON that is not JSON-RPC to stdout (dropped): {shown}");
-            return;
-        }
         self.guard.server_message(&value);
-        if self.own_answer(&value).await {
+        if self.own_answer(&value, &line).await {
             return;
         }
         if let Kind::Notification {
@@ -611,12 +672,19 @@ impl Relay {
         }
         self.record_server_requests(&value);
         let started = match message::classify(&value) {
-            Kind::Response { .. } => self.settle(&value),
+            Kind::Response { .. } => self.settle(&value, &line),
             // Every element is settled (no short-circuit): each may record an outcome.
-            Kind::Batch(items) => items.iter().map(|m| self.settle(m)).filter(|s| *s).count() > 0,
+            Kind::Batch(items) => {
+                items
+                    .iter()
+                    .map(|m| self.settle(m, &line))
+                    .filter(|s| *s)
+                    .count()
+                    > 0
+            }
             _ => false,
         };
-        let line = self.renumber_progress(&value).unwrap_or(line);
+        let line = self.renumber_progress(&value, &line).unwrap_or(line);
         let _ = self.to_client.send(line).await;
         if started {
             self.warn_if_policies_broken().await;
@@ -646,16 +714,17 @@ impl Relay {
 
     /// The server's `notifications/progress` on the token of a call that was held, shifted past
     /// the keepalives the client already saw on it; `None` for every other message.
-    fn renumber_progress(&self, msg: &Value) -> Option<Vec<u8>> {
+    fn renumber_progress(&self, skeleton: &Value, line: &[u8]) -> Option<Vec<u8>> {
         let Kind::Notification {
             method: "notifications/progress",
-        } = message::classify(msg)
+        } = message::classify(skeleton)
         else {
             return None;
         };
-        let token = message::id_key(msg.pointer("/params/progressToken")?);
+        let token = message::id_key(skeleton.pointer("/params/progressToken")?);
         let offset = *lock(&self.progress).get(&token)?;
-        let mut msg = msg.clone();
+        // A small notification: read whole, so only the numbers change.
+        let mut msg: Value = serde_json::from_slice(line).ok()?;
         for field in ["progress", "total"] {
             if let Some(n) = msg
                 .pointer(&format!("/params/{field}"))
@@ -668,8 +737,9 @@ impl Relay {
     }
 
     /// Response bookkeeping: refresh the tool catalogue from `tools/list`, record outcomes of
-    /// allowed calls. Returns whether this answered the client's `initialize`.
-    fn settle(&self, response: &Value) -> bool {
+    /// allowed calls. Returns whether this answered the client's `initialize`. `response` is the
+    /// skeleton of one response in `line` (see [`message::read_server_line`]).
+    fn settle(&self, response: &Value, line: &[u8]) -> bool {
         let Kind::Response { id } = message::classify(response) else {
             return false;
         };
@@ -677,10 +747,22 @@ impl Relay {
             return false;
         };
         match pending {
-            Pending::Initialize => return response.get("result").is_some(),
+            Pending::Initialize(params) => {
+                let result = response.get("result");
+                self.audit.session(SessionRecord::from_initialize(
+                    &self.ctx.session_id,
+                    &self.ctx.server,
+                    &params,
+                    result,
+                ));
+                return result.is_some();
+            }
             Pending::ToolsList => {
-                if let Some(result) = response.get("result") {
-                    self.client_tools_page(result);
+                // The tool list is read whole: the one answer whose result behavry uses.
+                if let Some(full) = message::full_response(line, id) {
+                    if let Some(result) = full.get("result") {
+                        self.client_tools_page(result);
+                    }
                 }
             }
             Pending::Governed {

@@ -52,13 +52,13 @@ pub(super) fn reporter(
                 )
             }
         };
-        // A journal record: `session_id`, `server`, `policy_hash` (the set in force after the
-        // event), then the detail (see `audit::store::events`).
-        let mut body = detail;
-        body["session_id"] = json!(session_id);
-        body["server"] = json!(server);
-        body["policy_hash"] = json!(policy_hash);
-        audit.event(kind, body);
+        audit.policy_reload(
+            &session_id,
+            &server,
+            policy_hash.as_deref(),
+            detail,
+            kind == Kind::PolicyReloadFailed,
+        );
     }
 }
 

@@ -122,14 +122,20 @@ impl Relay {
         }
     }
 
-    /// Consumes the server's answer to one of behavry's own requests; false if `msg` is not one.
-    pub(super) async fn own_answer(&self, msg: &Value) -> bool {
-        let Kind::Response { id } = message::classify(msg) else {
+    /// Consumes the server's answer to one of behavry's own requests; false if `skeleton` (of
+    /// `line`, see [`message::read_server_line`]) is not one.
+    pub(super) async fn own_answer(&self, skeleton: &Value, line: &[u8]) -> bool {
+        let Kind::Response { id } = message::classify(skeleton) else {
             return false;
         };
         if !self.tools.is_ours(id) {
             return false;
         }
+        let Some(msg) = message::full_response(line, id) else {
+            self.tools_listed(None, "its answer could not be read");
+            return true;
+        };
+        let msg = &msg;
         let key = message::id_key(id);
         let reading = {
             let mut reading = lock(&self.tools.reading);

@@ -440,3 +440,52 @@ escalate if input.action.name == "progress"
         "progress went backwards: {seen:?}"
     );
 }
+
+#[test]
+fn beyond_the_cap_an_escalation_is_denied_at_once() {
+    let home = Home::with_policy("p.rego", ESCALATE_DELETES);
+    home.config("[wrap]\nmax_held = 2\n");
+    let mut w = home.wrap_mock();
+    w.initialize();
+    delete(&mut w, 1, "/tmp/a");
+    delete(&mut w, 2, "/tmp/b");
+    wait_pending(&home, 2);
+    delete(&mut w, 3, "/prod/db");
+    let reply = w.recv_id(&json!(3));
+    assert!(is_error(&reply), "{reply}");
+    assert!(
+        text(&reply).contains("2 calls from this server are already waiting for approval"),
+        "{reply}"
+    );
+    assert_eq!(wait_pending(&home, 2).len(), 2, "the third was never held");
+    drop(w);
+    let rows = home.log(&["--decision", "deny"]);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let reasons = rows[0]["reasons"].to_string();
+    assert!(
+        reasons.contains("deletes need a person") && reasons.contains("already waiting"),
+        "the log keeps the policy's reason and the cap's: {reasons}"
+    );
+}
+
+#[test]
+fn a_forwarded_call_the_client_cancels_is_recorded_cancelled() {
+    let home = Home::with_policy("p.rego", ESCALATE_DELETES);
+    let mut w = home.wrap_mock();
+    w.initialize();
+    w.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "slow", "arguments": {"ms": 300}}}));
+    assert!(eventually(|| home.mock_received().contains("\"slow\"")));
+    w.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 1, "reason": "user pressed Esc"}}),
+    );
+    // The server is told, and its late answer is still relayed.
+    assert!(eventually(|| home
+        .mock_received()
+        .contains("notifications/cancelled")));
+    assert_eq!(text(&w.recv_id(&json!(1))), "slept 300 ms");
+    drop(w);
+    let row = &home.log(&["--tool", "slow"])[0];
+    assert_eq!(row["outcome"], "cancelled", "{row}");
+}

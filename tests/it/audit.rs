@@ -51,16 +51,16 @@ fn stdout(home: &Home, args: &[&str]) -> (i32, String) {
 #[test]
 fn verify_head_stats_and_csv() {
     let home = session();
-    // 1 genesis + 4 decisions + 2 outcomes + 1 resolution.
+    // 1 genesis + 1 session + 4 decisions + 2 outcomes + 1 resolution.
     assert_eq!(
         stdout(&home, &["log", "--verify"]),
-        (0, "ok: 8 rows\n".into())
+        (0, "ok: 4 decisions, 9 records\n".into())
     );
 
     let (code, head) = stdout(&home, &["log", "--head"]);
     assert_eq!(code, 0);
     let (seq, hash) = head.trim().split_once(' ').expect("seq and hash");
-    assert_eq!(seq, "8");
+    assert_eq!(seq, "9");
     assert_eq!(hash.len(), 64);
 
     let (_, csv) = stdout(&home, &["log", "--format", "csv"]);
@@ -83,6 +83,15 @@ fn verify_head_stats_and_csv() {
     assert!(
         stats.contains("2  allow") && stats.contains("1  timeout") && stats.contains("1  fs/echo"),
         "{stats}"
+    );
+    // The timed-out escalation's reasons say so, as the agent was told.
+    let reasons = home.log(&["--tool", "delete_file"])[0]["reasons"].clone();
+    let last = reasons.as_array().and_then(|r| r.last()).cloned();
+    assert!(
+        last.as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|r| r.contains("was not approved within")),
+        "{reasons}"
     );
     let (_, stats) = stdout(&home, &["log", "--stats", "--json", "--since", "1h"]);
     let stats: Value = serde_json::from_str(&stats).expect("json");
@@ -113,13 +122,13 @@ fn prune_keeps_the_chain_verifiable() {
     assert_eq!(
         out,
         format!(
-            "pruned 8 records older than {}\n",
+            "pruned 9 records older than {}\n",
             out.trim().rsplit(' ').next().unwrap_or("")
         )
     );
     assert_eq!(
         stdout(&home, &["log", "--verify"]),
-        (0, "ok: 1 rows\n".into())
+        (0, "ok: 0 decisions, 1 record\n".into())
     );
     assert!(home.log(&[]).is_empty());
     let (code, _) = stdout(&home, &["log", "--prune"]);
@@ -250,4 +259,54 @@ fn a_read_only_database_denies_calls() {
     drop(w);
     // Let the temporary directory be removed.
     chmod(home.path(), 0o755);
+}
+
+#[test]
+fn empty_results_and_stats_say_so() {
+    let home = session();
+    let (code, out) = stdout(&home, &["log", "--server", "nope"]);
+    assert_eq!((code, out.as_str()), (0, "no decisions match\n"));
+    let (_, stats) = stdout(&home, &["log", "--stats", "--since", "0s"]);
+    assert!(!stats.contains("by resolution:"), "{stats}");
+    assert!(stats.starts_with("0 decisions"), "{stats}");
+}
+
+#[test]
+fn a_sessions_client_and_refused_frames_are_in_the_journal() {
+    let home = session();
+    let session_id = home.log(&[])[0]["session_id"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    // The wrapper recorded its session's client when `initialize` was answered.
+    let mut store = store(&home);
+    store
+        .record_refused_frame(&behavry::audit::RefusedFrame {
+            session_id: &session_id,
+            server: "mock",
+            what: "duplicate_key",
+            reason: "the key \"params\" appears twice",
+            id: Some(&json!(7)),
+            line: br#"{"id":7,"params":{},"params":{}}"#,
+        })
+        .expect("refused frame");
+    drop(store);
+
+    let (_, table) = stdout(&home, &["log", "--session", &session_id]);
+    assert!(
+        table.starts_with(&format!(
+            "session {session_id}: client claude-code 2.0.0, protocol 2025-06-18"
+        )),
+        "{table}"
+    );
+    let events = home.events();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["session", "refused_frame"]);
+    assert_eq!(events[1]["detail"]["request_id"], "7");
+    let (_, table) = stdout(&home, &["log", "--events"]);
+    assert!(
+        table.contains("duplicate_key: the key \"params\" appears twice (id 7"),
+        "{table}"
+    );
+    assert_eq!(stdout(&home, &["log", "--verify"]).0, 0);
 }

@@ -37,10 +37,20 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The kinds of the policy events (the session record each wrapper writes is left out).
 fn kinds(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .map(|e| e["kind"].as_str().unwrap_or("").to_owned())
+        .filter(|k| k != "session")
+        .collect()
+}
+
+/// The policy events (the session record each wrapper writes is left out).
+fn policy_events(home: &Home) -> Vec<Value> {
+    home.events()
+        .into_iter()
+        .filter(|e| e["kind"] != "session")
         .collect()
 }
 
@@ -100,7 +110,7 @@ fn reload_under_traffic_applies_valid_sets_and_keeps_the_last_good_one() {
     assert!(stderr_seen.contains("policies reloaded"), "{stderr_seen}");
 
     // The audit trail: which set was in force when, and every decision names the set that made it.
-    let events = home.events();
+    let events = policy_events(&home);
     assert_eq!(
         kinds(&events),
         ["policy_reload", "policy_reload_failed", "policy_reload"]
@@ -282,7 +292,7 @@ fn log_events_table_and_decision_json_are_separate() {
     w.initialize();
     echo(&mut w, 1);
     home.save_policy("p.rego", DENY_ECHO);
-    assert!(eventually(|| !home.events().is_empty()));
+    assert!(eventually(|| !policy_events(&home).is_empty()));
     drop(w);
     let table = stdout(&run(&mut home.command(&["log", "--events"])));
     assert!(table.starts_with("TIME (UTC)"), "{table}");
@@ -896,4 +906,117 @@ fn eval_mcp_reports_calls_refused_before_policy() {
         "{}",
         stderr(&out)
     );
+}
+
+// ---- behavry policy bench ----
+
+#[test]
+fn bench_prints_the_decision_and_the_figures() {
+    let home = Home::with_policy("seed.rego", SEED);
+    let input = home.path().join("input.json");
+    std::fs::write(&input, seed_input("write", "/prod/config.yaml")).expect("write");
+    let input = input.to_str().expect("utf-8");
+
+    let out = run(&mut home.command(&["policy", "bench", "--input", input, "-n", "50"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0], "decision: deny");
+    let figures: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(figures[..2], ["50", "evaluations:"], "{text}");
+    for (label, at) in [("p50", 2), ("p99", 5), ("mean", 8), ("max", 11)] {
+        assert_eq!(figures[at], label, "{text}");
+        let us: f64 = figures[at + 1].parse().expect("a number of µs");
+        assert!(us > 0.0, "{text}");
+        assert_eq!(figures[at + 2], "µs", "{text}");
+    }
+
+    // The same ways of giving an input as `eval`, and a count of at least one.
+    let out = run(&mut home.command(&["policy", "bench", "-n", "0", "--input", input]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(&mut home.command(&["policy", "bench"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn bench_refuses_policies_that_do_not_compile() {
+    let home = Home::with_policy("bad.rego", "package behavry.authz\nallow if {\n");
+    let input = home.path().join("input.json");
+    std::fs::write(&input, seed_input("read", "/tmp/x")).expect("write");
+    let out =
+        run(&mut home.command(&["policy", "bench", "--input", input.to_str().expect("utf-8")]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad.rego:"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn add_warns_about_a_shared_package_and_replace_installs_instead() {
+    let home = Home::new();
+    let out = run(&mut home.command(&["init"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // About base.rego alone: the rules for Claude Code's own tools share its package too.
+    for name in ["claude_code.rego", "claude_code_test.rego"] {
+        std::fs::remove_file(home.policy_dir().join(name)).expect("remove");
+    }
+    let seed = home.path().join("seed.rego");
+    std::fs::write(&seed, SEED).expect("write");
+    let seed = seed.to_str().expect("utf-8");
+    // A write outside any project: the seed policy alone denies it by default, base escalates it.
+    let input = home.path().join("input.json");
+    std::fs::write(&input, seed_input("write", "/tmp/x")).expect("write");
+    let decision = || {
+        let out = run(&mut home.command(&[
+            "policy",
+            "eval",
+            "--input",
+            input.to_str().expect("utf-8"),
+            "--json",
+        ]));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: Value = serde_json::from_str(&stdout(&out)).expect("json");
+        v["decision"].as_str().unwrap_or("").to_owned()
+    };
+
+    // Added next to base: both are in force, and the warning says how to replace instead.
+    let out = run(&mut home.command(&["policy", "add", seed]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("declares `package behavry.authz`, as base.rego already does")
+            && err.contains(&format!("behavry policy add {seed} --replace base.rego")),
+        "{err}"
+    );
+    assert_eq!(
+        listing(&home.policy_dir()),
+        ["base.rego", "base_test.rego", "lib.rego", "seed.rego"]
+    );
+    assert_eq!(decision(), "escalate");
+
+    // A --replace that is not an installed file changes nothing.
+    for bad in ["nope.rego", "../config.toml", "/etc/passwd"] {
+        let out = run(&mut home.command(&["policy", "add", seed, "--replace", bad]));
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(stderr(&out).contains("--replace"), "{}", stderr(&out));
+        assert!(home.policy_dir().join("base.rego").exists());
+    }
+
+    // --replace: the new file is written, then base.rego removed, and no warning is left to give.
+    std::fs::remove_file(home.policy_dir().join("seed.rego")).expect("rm");
+    let out = run(&mut home.command(&["policy", "add", seed, "--replace", "base.rego"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let dir = home.policy_dir();
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "installed {}/seed.rego (sha256 1ff42789b4fb)\nremoved {}/base.rego (replaced by seed.rego)\n",
+            dir.display(),
+            dir.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(listing(&dir), ["base_test.rego", "lib.rego", "seed.rego"]);
+    assert_eq!(decision(), "deny");
 }

@@ -319,14 +319,16 @@ fn add(places: &Places, name: &str, scope: Scope, command: &[String]) -> anyhow:
             .context("cannot place the entry in the file")?;
         Ok(vec![edit])
     })?;
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "added {name:?} ({} scope, {}): {} wrap --name {name} -- {}",
         scope.name(),
         file.display(),
         places.behavry,
         command.join(" ")
-    );
-    println!("Restart Claude Code (or run /mcp) to connect it.");
+    )?;
+    writeln!(out, "Restart Claude Code (or run /mcp) to connect it.")?;
     Ok(0)
 }
 

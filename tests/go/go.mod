@@ -1,0 +1,3 @@
+module behavry.test/peers
+
+go 1.19
