@@ -217,7 +217,6 @@ fn pre(call: ToolUse, start: Instant) -> anyhow::Result<Option<String>> {
                 "the audit store could not record this call ({e})"
             ))));
         }
-        leave_open(store);
         return Ok(answer::render(&answer));
     };
     // Held: the deadline now covers the wait for a person too.
@@ -261,15 +260,6 @@ fn pre(call: ToolUse, start: Instant) -> anyhow::Result<Option<String>> {
         Released::Failed(why) => Answer::Deny(format!("behavry: {why}")),
     };
     Ok(answer::render(&answer))
-}
-
-/// Ends the process's use of the store without closing the connection. Closing the last
-/// connection checkpoints the WAL into the database and deletes it (three fsyncs), and the next
-/// hook, a few seconds later, would create it again (two more): most of a hook's time when no
-/// wrapper holds the database open. What was recorded is committed; an unclosed WAL is SQLite's
-/// normal state after any process exits, and other connections checkpoint it as it grows.
-fn leave_open(store: Store) {
-    std::mem::forget(store);
 }
 
 /// The store as [`approval::wait`] needs it; one connection, used from one thread.
@@ -382,7 +372,6 @@ fn post(call: &ToolUse, failed: bool, duration_ms: Option<f64>) -> anyhow::Resul
         Outcome::Ok
     };
     store.record_outcome(entry.id, outcome, duration_ms.unwrap_or(0.0))?;
-    leave_open(store);
     Ok(())
 }
 
