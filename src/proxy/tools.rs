@@ -178,7 +178,10 @@ impl Relay {
     fn tools_listed(&self, tools: Option<HashMap<String, Value>>, why: &str) {
         match tools {
             Some(tools) => *lock(&self.tools.defs) = tools,
-            None => note!("could not read the server's tool list ({why}); tool calls are decided by their names alone"),
+            None => note!(
+                "could not read the server's tool list ({}); tool calls are decided by their names alone",
+                crate::display::escape(why)
+            ),
         }
         self.tools.listing.send_replace(Listing::Known);
     }
