@@ -122,6 +122,8 @@ pub struct Config {
     pub wrap: WrapConfig,
     pub audit: AuditConfig,
     pub approve: ApproveConfig,
+    /// `[hook]`: `behavry hook`, for Claude Code's own tools.
+    pub hook: crate::hook::HookConfig,
 }
 
 /// `[approve]`: how `behavry approve` gets the attention of a person working in another window.

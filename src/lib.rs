@@ -36,9 +36,13 @@
 //!   ([`tui::state`]) and its drawing ([`tui::draw`]). It talks only to the store.
 //! - [`display`]: client-controlled text made inert and fitted for a person's terminal (the
 //!   approver, tables, notes); machine outputs keep the exact text.
+//! - [`hook`]: Claude Code's own tools (Bash, Write, Read, …) under the same policies and log,
+//!   through its hooks: the event, the input it makes, the answer, `settings.json` entries, and
+//!   the agents the approver's self-approval guard looks for.
 //! - [`cli`]: the command line, one module per command: `wrap` (runs the proxy), `log` (reads
 //!   the audit trail, `--events` too), `approve` (runs the TUI), `policy` (`check`, `eval`,
-//!   `bench`, `test`, `add`, `list`, one file each), `paths`, the set-up commands (`init`,
+//!   `bench`, `test`, `add`, `list`, one file each), `hook` (run by Claude Code for each of its
+//!   tool calls), `paths`, the set-up commands (`init`,
 //!   `claude`, `demo`, `completions`, `man`), and the hidden `mock-server`.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
@@ -53,6 +57,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod display;
+pub mod hook;
 pub mod mock;
 pub mod notes;
 pub mod policy;

@@ -13,6 +13,10 @@ pub fn run(args: ApproveArgs) -> anyhow::Result<i32> {
     if args.list {
         return list(&db, args.json);
     }
+    // Without a terminal the app refuses anyway (and says so); with one, whose is it?
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        refuse_if_driven_by_an_agent(&paths)?;
+    }
     let by = format!(
         "{} via behavry approve (pid {})",
         os_user(),
@@ -25,6 +29,31 @@ pub fn run(args: ApproveArgs) -> anyhow::Result<i32> {
     };
     crate::tui::run(&db, &by, alerts)?;
     Ok(0)
+}
+
+/// Refuses to start when the approver's terminal is driven by an agent behavry knows (an agent
+/// approving its own calls through `script` or a pseudo-terminal of its own); see
+/// [`crate::hook::agents`] for what counts and the README for what this does not stop.
+fn refuse_if_driven_by_an_agent(paths: &Paths) -> anyhow::Result<()> {
+    use crate::hook::agents;
+    let mut known = agents::registered(&agents::registry(&paths.data_dir));
+    let db = paths.database();
+    if db.exists() {
+        // The clients of the wrappers holding calls: the agents those calls come from.
+        let owners: Vec<_> = Store::open(&db)?
+            .pending()?
+            .into_iter()
+            .map(|call| call.owner)
+            .collect();
+        known.extend(agents::clients_of(&owners));
+    }
+    match agents::driven_by_agent(std::process::id(), &known) {
+        Some(driven) => anyhow::bail!(
+            "behavry approve will not run here: {driven}. An agent must not approve its own calls; \
+             run `behavry approve` in a terminal you opened yourself"
+        ),
+        None => Ok(()),
+    }
 }
 
 fn list(db: &std::path::Path, json: bool) -> anyhow::Result<i32> {

@@ -23,6 +23,14 @@ const BASE_POLICIES: &[(&str, &str)] = &[
         "base_test.rego",
         include_str!("../../policies/base/base_test.rego"),
     ),
+    (
+        "claude_code.rego",
+        include_str!("../../policies/base/claude_code.rego"),
+    ),
+    (
+        "claude_code_test.rego",
+        include_str!("../../policies/base/claude_code_test.rego"),
+    ),
 ];
 
 pub fn run() -> anyhow::Result<i32> {
@@ -66,6 +74,10 @@ pub fn run() -> anyhow::Result<i32> {
     writeln!(
         out,
         "  behavry claude wrap     put behavry in front of your Claude Code MCP servers"
+    )?;
+    writeln!(
+        out,
+        "  behavry claude hook install  decide Claude Code's own tools (Bash, Write, …) too"
     )?;
     writeln!(
         out,
@@ -174,6 +186,7 @@ pub fn config_sections() -> Vec<Section> {
         wrap,
         audit,
         approve,
+        hook,
     } = Config::default();
     let AgentConfig {
         id: _,
@@ -195,6 +208,14 @@ pub fn config_sections() -> Vec<Section> {
     let approval = format!("{approval:?}").to_lowercase();
     let ApproveConfig { bell, title } = approve;
     let AuditConfig { durability } = audit;
+    let crate::hook::HookConfig {
+        escalate,
+        approval_timeout_secs: hook_approval_timeout_secs,
+        mcp_tools,
+        deadline_ms,
+    } = hook;
+    let escalate = format!("{escalate:?}").to_lowercase();
+    let mcp_tools = format!("{mcp_tools:?}").to_lowercase();
     let durability = format!("{durability:?}").to_lowercase();
     debug_assert!(action_types.is_empty());
     vec![
@@ -300,6 +321,34 @@ pub fn config_sections() -> Vec<Section> {
                 "\"normal\": a killed process loses nothing, a power cut may lose the last \
                  decisions; \"full\": every decision is fsynced before the call moves on.",
             )],
+        },
+        Section {
+            name: "hook",
+            doc: "`behavry hook`: Claude Code's own tools (Bash, Write, Read, …), once its hooks \
+                  are installed with `behavry claude hook install`.",
+            settings: vec![
+                default(
+                    "escalate",
+                    quoted(&escalate),
+                    "An escalated call: \"ask\" (Claude Code's own prompt shows the reasons) or \
+                     \"approve\" (held until `behavry approve` decides).",
+                ),
+                default(
+                    "approval_timeout_secs",
+                    hook_approval_timeout_secs,
+                    "With \"approve\": a held call nobody approves within this time is denied.",
+                ),
+                default(
+                    "mcp_tools",
+                    quoted(&mcp_tools),
+                    "mcp__* tools: \"defer\" (no answer; the wrapper decides them) or \"decide\".",
+                ),
+                default(
+                    "deadline_ms",
+                    deadline_ms,
+                    "No answer within this time is a deny (Claude Code would run the tool).",
+                ),
+            ],
         },
     ]
 }

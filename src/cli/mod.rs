@@ -4,6 +4,7 @@ mod approve;
 mod claude;
 mod demo;
 mod events;
+mod hook;
 mod init;
 mod log;
 mod policy;
@@ -47,6 +48,7 @@ enum Command {
     Log(LogArgs),
     Approve(ApproveArgs),
     Policy(policy::PolicyArgs),
+    Hook(HookArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
     /// Write a commented config.toml and the default policies (never overwrites)
@@ -111,6 +113,16 @@ struct ApproveArgs {
     #[arg(long, requires = "list")]
     json: bool,
 }
+
+/// Decide one of Claude Code's own tool calls (the command its hooks run)
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Claude Code runs `behavry hook` with one hook event as JSON on stdin; it \
+    answers allow, deny or ask (or nothing, leaving the call to Claude Code's own permissions), \
+    records the decision in the same log as MCP calls, and always exits 0.\n\n\
+    Install the hooks with `behavry claude hook install`."
+)]
+struct HookArgs {}
 
 /// Show the audit trail (newest last), verify it, or prune it
 #[derive(Debug, clap::Args)]
@@ -194,6 +206,7 @@ pub fn main() -> i32 {
         Command::Log(args) => log::run(args),
         Command::Approve(args) => approve::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Hook(args) => hook::run(args),
         Command::Paths => paths(),
         Command::Init => init::run(),
         Command::Claude(args) => claude::run(args),

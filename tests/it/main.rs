@@ -11,6 +11,7 @@ mod e2e;
 mod elicit;
 mod fuzz_smoke;
 mod go_server;
+mod hook;
 mod launch;
 mod messages_api;
 mod paths;

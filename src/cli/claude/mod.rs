@@ -52,8 +52,11 @@ enum ClaudeCommand {
     Wrap(Selection),
     /// Undo `wrap`: give the servers back their own command and args
     Unwrap(Selection),
-    /// List every server in every scope and whether behavry wraps it
+    /// List every server in every scope and whether behavry wraps it, and behavry's hooks
     Status,
+    /// Decide Claude Code's own tools (Bash, Write, Read, …) too, through its hooks
+    #[command(subcommand)]
+    Hook(super::hook::HookSettings),
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +99,7 @@ pub fn run(args: ClaudeArgs) -> anyhow::Result<i32> {
         ClaudeCommand::Wrap(selection) => change(&places, &selection, Change::Wrap),
         ClaudeCommand::Unwrap(selection) => change(&places, &selection, Change::Unwrap),
         ClaudeCommand::Status => status(&places),
+        ClaudeCommand::Hook(action) => super::hook::settings(action),
     }
 }
 
@@ -446,6 +450,7 @@ fn status(places: &Places) -> anyhow::Result<i32> {
             places.mcp_json.display()
         )?;
     }
+    super::hook::status(&mut out)?;
     Ok(0)
 }
 
