@@ -29,7 +29,14 @@ allow if {
 	data.behavry.base.in_project
 }
 
-escalate if input.action.type in {"delete", "execute", "network", "unknown"}
+escalate if input.action.type in {"delete", "unknown"}
+
+# Claude Code's own Bash and web tools are judged by claude_code.rego (which escalates them unless
+# a command or domain is known to be harmless).
+escalate if {
+	input.action.type in {"execute", "network"}
+	not startswith(input.action.tool, "claude-code/")
+}
 
 escalate if {
 	input.action.type == "write"
@@ -63,7 +70,12 @@ reasons contains sprintf("%s holds credentials; reading it needs approval", [inp
 }
 
 reasons contains sprintf("%s calls need approval", [input.action.type]) if {
-	input.action.type in {"delete", "execute", "network"}
+	input.action.type == "delete"
+}
+
+reasons contains sprintf("%s calls need approval", [input.action.type]) if {
+	input.action.type in {"execute", "network"}
+	not startswith(input.action.tool, "claude-code/")
 }
 
 reasons contains sprintf("%s does not say what it does (unknown type), so it needs approval", [input.action.tool]) if {

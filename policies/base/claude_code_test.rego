@@ -43,7 +43,7 @@ reasons(tool, arguments, paths) := r if {
 
 bash(command, paths) := decision("Bash", {"command": command}, paths)
 
-# The rules of this file alone (base.rego also escalates every execute and network call).
+# The rules of this file alone.
 rule(name, tool, arguments, paths) := v if {
 	v := data.behavry.authz[name] with input as call(tool, arguments, paths)
 }
@@ -93,6 +93,9 @@ test_harmless_read_only_commands_are_recognised if {
 	harmless("cat ./README.md", ["/home/dev/code/README.md"])
 	harmless("pwd", [])
 	rule("allow", "Bash", {"command": "git diff"}, [])
+	# With the whole base set: the decision, not just the rule.
+	bash("git status", []) == "allow"
+	bash("ls -la", []) == "allow"
 }
 
 test_look_alike_commands_are_not_harmless if {
@@ -162,6 +165,7 @@ test_web_domains if {
 	not rule("claude_code_web_allowed", "WebSearch", {"query": "serde"}, [])
 	not rule("claude_code_web_allowed", "WebSearch", {"query": "x", "allowed_domains": ["docs.rs", "evil.example"]}, [])
 	decision("WebFetch", {"url": "https://evil.example/"}, ["https://evil.example/"]) == "escalate"
+	decision("WebFetch", {"url": "https://docs.rs/serde"}, ["https://docs.rs/serde"]) == "allow"
 	"WebFetch outside the allowed domains needs approval" in reasons("WebFetch", {"url": "https://evil.example/"}, [])
 }
 
