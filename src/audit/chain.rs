@@ -286,7 +286,7 @@ impl Store {
             .query_row(
                 "SELECT d.id FROM decisions d
                  LEFT JOIN approvals a ON a.decision_id = d.id
-                 WHERE d.decision = 'escalate'
+                 WHERE d.decision = 'escalate' AND d.enforced = 1
                    AND NOT EXISTS (SELECT 1 FROM journal r WHERE r.ref_seq = d.id AND r.kind = 'resolution')
                    AND (a.state IS NULL OR a.state != 'pending')
                  LIMIT 1",

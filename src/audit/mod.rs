@@ -3,6 +3,7 @@
 //! ([`writer`]).
 
 pub mod chain;
+pub mod monitor;
 pub mod store;
 pub mod writer;
 

@@ -88,6 +88,11 @@ struct WrapArgs {
     /// approval_timeout_secs in config.toml]
     #[arg(long, value_name = "SECS")]
     approval_timeout: Option<u64>,
+    /// Monitor mode: decide and record every call, but forward it whatever the decision (for
+    /// trying policies before they block anything; `behavry log --would deny` lists what would
+    /// have been blocked)
+    #[arg(long)]
+    monitor: bool,
     /// The MCP server command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -135,6 +140,10 @@ struct LogArgs {
     /// Only this decision
     #[arg(long, value_parser = ["allow", "deny", "escalate"])]
     decision: Option<String>,
+    /// Only calls decided in monitor mode (forwarded) whose decision was this: what enforcement
+    /// would have done (`--would deny`: what it would have blocked)
+    #[arg(long, value_name = "DECISION", value_parser = ["allow", "deny", "escalate"], conflicts_with = "decision")]
+    would: Option<String>,
     /// Only this server
     #[arg(long)]
     server: Option<String>,

@@ -125,6 +125,8 @@ struct Relay {
     guard: guard::Guard,
     /// Canonicalises the paths governed calls name.
     resolver: Arc<Resolver>,
+    /// Monitor mode: every call is decided and recorded, then forwarded whatever the decision.
+    monitor: bool,
 }
 
 /// Runs the relay until the client hangs up, `shutdown` resolves, or the server exits; returns
@@ -181,6 +183,13 @@ where
     let client_writer = tokio::spawn(pump(client_out, client_rx, None, "client stdout"));
 
     let config = &opts.config;
+    let monitor = config.mode_for(&opts.server) == crate::config::Mode::Monitor;
+    if monitor {
+        note!(
+            "MONITOR MODE for server {:?}: calls are decided and recorded but NOT enforced; every call is forwarded, including those the policies deny (set mode = \"enforce\" in config.toml to protect)",
+            opts.server
+        );
+    }
     let ctx = config.input_context(&opts.server, session_id, opts.behavry_dirs.clone());
     let resolver = Arc::new(Resolver::new(
         ctx.cwd.clone(),
@@ -212,6 +221,7 @@ where
         owner: Owner::current(),
         guard: guard::Guard::default(),
         resolver,
+        monitor,
     });
     let audit = relay.audit.clone();
     let mut deciding = relay.deciding.subscribe();

@@ -43,6 +43,10 @@ pub fn draw(state: &State, frame: &mut Frame) -> Viewport {
     if state.groups.len() < count {
         heading.push_str(&format!(" (in {} groups)", state.groups.len()));
     }
+    let monitored = crate::audit::monitor::monitored_servers(&state.recent);
+    if let Some(banner) = crate::audit::monitor::banner(&monitored) {
+        heading = format!("{banner} | {heading}");
+    }
     frame.render_widget(Line::from(heading).bold(), title);
     draw_footer(state, frame, footer);
     if state.mode == Mode::Full {
@@ -621,6 +625,7 @@ mod tests {
             policy_hash: "h".into(),
             resolved_by: None,
             resolved_at: None,
+            enforced: true,
         };
         state.refresh(vec![], vec![row], at("2026-11-25T10:00:30Z"));
         let screen = render_at(&state, 120, 40);
