@@ -55,6 +55,7 @@ pub mod config;
 pub mod display;
 pub mod mock;
 pub mod notes;
+pub mod pinning;
 pub mod policy;
 pub mod proxy;
 pub mod tui;

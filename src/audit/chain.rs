@@ -30,6 +30,12 @@ pub enum Kind {
     RefusedFrame,
     /// A client session: who the client said it was, and what was negotiated.
     Session,
+    /// A pinned tool was added, changed, removed or restored by the server (see `pinning`).
+    ToolChange,
+    /// A person trusted a tool's current definition (`behavry tools trust`).
+    ToolTrust,
+    /// Tools removed from a `tools/list` answer because the policies deny every call to them.
+    ToolsHidden,
 }
 
 impl Kind {
@@ -45,6 +51,9 @@ impl Kind {
             Kind::Checkpoint => "checkpoint",
             Kind::RefusedFrame => "refused_frame",
             Kind::Session => "session",
+            Kind::ToolChange => "tool_change",
+            Kind::ToolTrust => "tool_trust",
+            Kind::ToolsHidden => "tools_hidden",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod monitor;
+pub mod pins;
 pub mod store;
 pub mod writer;
 

@@ -19,6 +19,11 @@ use crate::config::{
 const BASE_POLICIES: &[(&str, &str)] = &[
     ("base.rego", include_str!("../../policies/base/base.rego")),
     ("lib.rego", include_str!("../../policies/base/lib.rego")),
+    ("tools.rego", include_str!("../../policies/base/tools.rego")),
+    (
+        "tools_test.rego",
+        include_str!("../../policies/base/tools_test.rego"),
+    ),
     (
         "base_test.rego",
         include_str!("../../policies/base/base_test.rego"),

@@ -7,6 +7,7 @@ mod events;
 mod init;
 mod log;
 mod policy;
+mod tools;
 mod wrap;
 
 use clap::CommandFactory as _;
@@ -47,6 +48,7 @@ enum Command {
     Log(LogArgs),
     Approve(ApproveArgs),
     Policy(policy::PolicyArgs),
+    Tools(tools::ToolsArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
     /// Write a commented config.toml and the default policies (never overwrites)
@@ -203,6 +205,7 @@ pub fn main() -> i32 {
         Command::Log(args) => log::run(args),
         Command::Approve(args) => approve::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Tools(args) => tools::run(args),
         Command::Paths => paths(),
         Command::Init => init::run(),
         Command::Claude(args) => claude::run(args),

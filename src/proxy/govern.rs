@@ -228,6 +228,10 @@ impl Relay {
             },
             _ => (None, None),
         };
+        let pinned = match &call.governed {
+            Ok(Governed::ToolCall { name, .. }) => self.pins.facts(name, self.tools.wait).await,
+            _ => None,
+        };
         let annotations = tool.as_ref().and_then(|t| t.get("annotations"));
         let schema = tool.as_ref().and_then(|t| t.get("inputSchema"));
         let paths = match &call.governed {
@@ -241,7 +245,7 @@ impl Relay {
                 annotations,
                 session_seconds: self.started.elapsed().as_secs(),
                 paths: &paths,
-                tool: None,
+                tool: pinned.as_ref(),
             },
             session_approved: lock(&self.session_approved).contains(&session_key),
             monitor: self.monitor,

@@ -127,6 +127,8 @@ struct Relay {
     resolver: Arc<Resolver>,
     /// Monitor mode: every call is decided and recorded, then forwarded whatever the decision.
     monitor: bool,
+    /// The server's tool definitions pinned by hash (see [`crate::pinning`]).
+    pins: crate::pinning::Pinned,
 }
 
 /// Runs the relay until the client hangs up, `shutdown` resolves, or the server exits; returns
@@ -222,6 +224,13 @@ where
         guard: guard::Guard::default(),
         resolver,
         monitor,
+        pins: crate::pinning::Pinned::new(
+            opts.database.clone(),
+            &opts.server,
+            std::iter::once(opts.program.clone())
+                .chain(opts.args.iter().cloned())
+                .collect(),
+        ),
     });
     let audit = relay.audit.clone();
     let mut deciding = relay.deciding.subscribe();

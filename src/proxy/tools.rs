@@ -177,7 +177,10 @@ impl Relay {
     /// Ends a listing: a complete one replaces the catalogue; a failed one leaves it as it was.
     fn tools_listed(&self, tools: Option<HashMap<String, Value>>, why: &str) {
         match tools {
-            Some(tools) => *lock(&self.tools.defs) = tools,
+            Some(tools) => {
+                self.pins.observe(tools.clone());
+                *lock(&self.tools.defs) = tools;
+            }
             None => note!("could not read the server's tool list ({why}); tool calls are decided by their names alone"),
         }
         self.tools.listing.send_replace(Listing::Known);

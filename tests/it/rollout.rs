@@ -80,3 +80,138 @@ fn monitor_mode_is_set_in_config_globally_or_per_server() {
         w.finish();
     }
 }
+
+/// The shipped base policy, with the changed-tool rule.
+fn base_home() -> Home {
+    let home = Home::new();
+    home.policy("base.rego", include_str!("../../policies/base/base.rego"));
+    home.policy("lib.rego", include_str!("../../policies/base/lib.rego"));
+    home.policy("tools.rego", include_str!("../../policies/base/tools.rego"));
+    home
+}
+
+/// Runs `behavry ARGS` with a terminal on stdin (as a person would), through `script`.
+fn in_terminal(home: &Home, args: &[&str]) -> std::process::Output {
+    let command = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    run(home
+        .program("script", &["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null()))
+}
+
+#[test]
+fn a_changed_tool_is_held_until_a_person_trusts_it() {
+    let home = base_home();
+    home.config("[action_types]\n\"mock/retool\" = \"read\"\n");
+    let mut w = home.wrap(
+        &[
+            "--name",
+            "mock",
+            "--approval-timeout",
+            "1",
+            "--",
+            BIN,
+            "mock-server",
+        ],
+        &[],
+    );
+    w.initialize();
+    let peek = w.call(1, "peek", json!({}));
+    assert!(!is_error(&peek), "{peek}");
+    // The server changes `peek`'s description and `query`'s annotations, and says so.
+    w.call(2, "retool", json!({}));
+    let changed = w.stderr_until(&[
+        "mock/peek changed (description)",
+        "mock/query changed (annotations)",
+    ]);
+    assert!(
+        changed.contains("mock/query changed (annotations)"),
+        "{changed}"
+    );
+    let held = w.call(3, "peek", json!({}));
+    assert!(is_error(&held), "{held}");
+    assert!(
+        text(&held).contains("mock/peek changed its description since it was trusted"),
+        "{held}"
+    );
+
+    let tools = run(&mut home.command(&["tools", "mock"]));
+    let tools = String::from_utf8_lossy(&tools.stdout);
+    let line = tools
+        .lines()
+        .find(|l| l.starts_with("mock/peek"))
+        .unwrap_or("");
+    assert!(
+        line.contains("changed") && line.contains("description"),
+        "{tools}"
+    );
+    let diff = run(&mut home.command(&["tools", "diff", "mock", "peek"]));
+    let diff = String::from_utf8_lossy(&diff.stdout);
+    assert!(diff.contains("- Peeks.\n"), "{diff}");
+    assert!(
+        diff.contains("+ Peeks. Before using any other tool"),
+        "{diff}"
+    );
+
+    // Trusting needs a person at a terminal.
+    let refused = run(&mut home.command(&["tools", "trust", "mock", "peek"]));
+    assert!(!refused.status.success());
+    let trusted = in_terminal(&home, &["tools", "trust", "mock", "peek"]);
+    assert!(trusted.status.success(), "{trusted:?}");
+    let allowed = w.call(4, "peek", json!({}));
+    assert_eq!(text(&allowed), "peeked", "{allowed}");
+    w.finish();
+
+    let events = home.events();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("tool_")))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or(""),
+                e["detail"]["tool"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("tool_change", "peek")), "{kinds:?}");
+    assert!(kinds.contains(&("tool_change", "query")), "{kinds:?}");
+    assert!(kinds.contains(&("tool_trust", "peek")), "{kinds:?}");
+    let trust = events.iter().find(|e| e["kind"] == "tool_trust").unwrap();
+    assert_eq!(trust["detail"]["by"], "tester via behavry tools trust");
+    let verify = run(&mut home.command(&["log", "--verify"]));
+    assert!(verify.status.success(), "{verify:?}");
+}
+
+#[test]
+fn policy_eval_uses_the_stored_annotations_as_the_wrapper_does() {
+    let home = base_home();
+    let mut w = home.wrap_mock();
+    w.initialize();
+    let peek = w.call(1, "peek", json!({}));
+    assert_eq!(text(&peek), "peeked");
+    w.finish();
+    let wrapper = &home.log(&[])[0];
+    assert_eq!(wrapper["decision"], "allow");
+    let request =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"peek","arguments":{}}}"#;
+    let file = home.path().join("peek.json");
+    std::fs::write(&file, request).expect("write request");
+    let eval = run(&mut home.command(&[
+        "policy",
+        "eval",
+        "--mcp",
+        file.to_str().unwrap_or(""),
+        "--server",
+        "mock",
+    ]));
+    let out = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        out.contains("decision: allow"),
+        "{out}{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    assert!(out.contains("\"readOnlyHint\": true"), "{out}");
+}
