@@ -3,6 +3,7 @@
 //! ([`writer`]).
 
 pub mod chain;
+pub mod inputs;
 pub mod monitor;
 pub mod pins;
 pub mod store;

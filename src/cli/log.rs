@@ -141,7 +141,7 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
 }
 
 /// The stored timestamp of `age` ago.
-fn ago(age: Duration, flag: &str) -> anyhow::Result<String> {
+pub(super) fn ago(age: Duration, flag: &str) -> anyhow::Result<String> {
     let too_large = || anyhow::anyhow!("{flag} is too large");
     let age = time::Duration::try_from(age).map_err(|_| too_large())?;
     let then = time::OffsetDateTime::now_utc()

@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod input;
 pub mod inspect;
+pub mod replay;
 pub mod source;
 pub mod testing;
 pub mod watch;

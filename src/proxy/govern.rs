@@ -114,7 +114,10 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
                 .and_then(Value::as_str)
                 .unwrap_or("unknown")
                 .to_owned();
-            input = Some(built.input);
+            // Replay re-evaluates what a policy decided; a refusal no policy could change is not.
+            if built.refused.is_none() {
+                input = Some(built.input);
+            }
             (
                 verdict,
                 g.arguments(),

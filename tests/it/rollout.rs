@@ -215,3 +215,103 @@ fn policy_eval_uses_the_stored_annotations_as_the_wrapper_does() {
     );
     assert!(out.contains("\"readOnlyHint\": true"), "{out}");
 }
+
+#[test]
+fn replay_shows_exactly_what_a_policy_edit_changes_and_gates_on_it() {
+    let home = Home::with_policy("seed.rego", SEED);
+    // Recorded in monitor mode: every call reaches the log at once, escalations included.
+    let mut w = home.wrap(
+        &["--name", "mock", "--monitor", "--", BIN, "mock-server"],
+        &[],
+    );
+    w.initialize();
+    let calls = [
+        ("read_file", json!({"path": "/etc/hosts"})),
+        ("read_file", json!({"path": "/tmp/a", "token": "s3cret"})),
+        ("write_file", json!({"path": "/prod/x", "content": "x"})),
+        ("write_file", json!({"path": "/home/x", "content": "x"})),
+        ("delete_file", json!({"path": "/tmp/x"})),
+        ("delete_file", json!({"path": "/tmp/y"})),
+    ];
+    for (i, (tool, args)) in calls.into_iter().enumerate() {
+        w.call(i as i64 + 1, tool, args);
+    }
+    w.finish();
+
+    // Unchanged policies: nothing changes, exit 0.
+    let same = run(&mut home.command(&["policy", "replay"]));
+    assert_eq!(same.status.code(), Some(0), "{same:?}");
+    assert!(
+        String::from_utf8_lossy(&same.stdout)
+            .starts_with("no decision changes over 6 recorded calls"),
+        "{same:?}"
+    );
+
+    // The edit: reads of /etc are denied, deletes under /tmp allowed (no longer escalated).
+    let candidate = home.path().join("candidate");
+    std::fs::create_dir_all(&candidate).expect("candidate dir");
+    chmod(&candidate, 0o755);
+    let edited = format!(
+        "{SEED}\ndeny if startswith(input.resource.path, \"/etc/\")\n\
+         allow if {{ input.action.type == \"delete\"; startswith(input.resource.path, \"/tmp/\") }}\n"
+    );
+    let edited = edited.replace("escalate if {\ninput.action.type == \"delete\"\n}", "");
+    let file = candidate.join("seed.rego");
+    std::fs::write(&file, edited).expect("write candidate");
+    chmod(&file, 0o644);
+    let dir = candidate.to_str().unwrap_or("");
+    let changed = run(&mut home.command(&["policy", "replay", "--policies", dir]));
+    let text = String::from_utf8_lossy(&changed.stdout);
+    assert_eq!(changed.status.code(), Some(1), "{changed:?}");
+    assert!(
+        text.starts_with(
+            "3 of 6 recorded calls would be decided differently: allow → deny: 1, escalate → allow: 2"
+        ),
+        "{text}"
+    );
+    let json = run(&mut home.command(&["policy", "replay", "--policies", dir, "--json"]));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let moved: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["tool"].as_str().unwrap_or(""),
+                r["decision"].as_str().unwrap_or(""),
+                r["now"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            ("read_file", "allow", "deny"),
+            ("delete_file", "escalate", "allow"),
+            ("delete_file", "escalate", "allow")
+        ]
+    );
+    // Only one server was recorded.
+    let other = run(&mut home.command(&["policy", "replay", "--policies", dir, "--server", "gh"]));
+    assert_eq!(other.status.code(), Some(0), "{other:?}");
+
+    // The stored inputs are redacted as the arguments are.
+    let db = std::fs::read(home.path().join("behavry.db")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&db).contains("s3cret"));
+
+    // `policy add` replays first: without a terminal it needs --yes to install a change.
+    let refused = run(&mut home.command(&["policy", "add", file.to_str().unwrap_or("")]));
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("allow → deny: 1"), "{said}");
+    assert!(said.contains("--yes"), "{said}");
+    let added = run(&mut home.command(&["policy", "add", file.to_str().unwrap_or(""), "--yes"]));
+    assert_eq!(added.status.code(), Some(0), "{added:?}");
+    let now = run(&mut home.command(&["policy", "replay"]));
+    assert_eq!(
+        now.status.code(),
+        Some(1),
+        "the installed set now differs from what was recorded"
+    );
+}

@@ -20,7 +20,10 @@ use crate::policy::{inspect, PolicySet};
     behavry policy add allowlist.json\n\n\
     The file is compiled together with every policy already installed; only if the whole set compiles \
     is it written (atomically, mode 0644) into the policy directory, replacing a file of the same name. \
-    Otherwise nothing changes and the errors are printed. Running wrappers reload it within a second.")]
+    Otherwise nothing changes and the errors are printed. Running wrappers reload it within a second.\n\n\
+    Before installing, the new set is replayed against the calls of the last 7 days (`behavry policy \
+    replay`); if any decision would change, the summary is shown and you are asked to confirm \
+    (--yes skips the question; without a terminal, --yes is needed).")]
 pub(super) struct AddArgs {
     /// The .rego policy (or .json data document) to install
     #[arg(value_name = "FILE")]
@@ -28,6 +31,9 @@ pub(super) struct AddArgs {
     /// Install under this name [default: the file's name]
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// Install even if the replay of the last 7 days shows decisions that would change
+    #[arg(long)]
+    yes: bool,
 }
 
 pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
@@ -87,6 +93,10 @@ pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
         }
     }
 
+    if !confirm_replay(&set, args.yes)? {
+        eprintln!("not installed: nothing was changed");
+        return Ok(1);
+    }
     let replaced = dest.exists();
     install(&dir, &name, text.as_bytes())
         .with_context(|| format!("cannot install {}", dest.display()))?;
@@ -105,6 +115,38 @@ pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
         now.hash
     )?;
     Ok(0)
+}
+
+/// Replays the last 7 days against the set as it would be and shows what would change; whether
+/// to go on (always with `yes`, else a person at the terminal says so).
+fn confirm_replay(set: &PolicySet, yes: bool) -> anyhow::Result<bool> {
+    const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+    let Some(report) = super::replay::run(set, WEEK, None)? else {
+        return Ok(true);
+    };
+    let mut err = std::io::stderr().lock();
+    if report.changed.is_empty() {
+        writeln!(err, "replay of the last 7 days: {}", report.summary())?;
+        return Ok(true);
+    }
+    writeln!(err, "replay of the last 7 days:")?;
+    super::replay::print(&mut err, &report, 3)?;
+    if yes {
+        return Ok(true);
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        writeln!(
+            err,
+            "decisions would change; rerun with --yes to install anyway (`behavry policy replay` shows them all)"
+        )?;
+        return Ok(false);
+    }
+    write!(err, "install anyway? [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// The file name to install under: `--name` (with the file's extension added when missing), or
