@@ -297,8 +297,12 @@ fn replay_shows_exactly_what_a_policy_edit_changes_and_gates_on_it() {
     assert_eq!(other.status.code(), Some(0), "{other:?}");
 
     // The stored inputs are redacted as the arguments are.
-    let db = std::fs::read(home.path().join("behavry.db")).unwrap_or_default();
-    assert!(!String::from_utf8_lossy(&db).contains("s3cret"));
+    for file in ["behavry.db", "behavry.db-wal"] {
+        let bytes = std::fs::read(home.path().join(file)).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains("s3cret"), "{file}");
+    }
+    let inputs = home.log(&["--tool", "read_file"]);
+    assert_eq!(inputs[1]["arguments"]["token"], "[redacted]");
 
     // `policy add` replays first: without a terminal it needs --yes to install a change.
     let refused = run(&mut home.command(&["policy", "add", file.to_str().unwrap_or("")]));
