@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod replay;
 pub mod source;
 pub mod testing;
+pub mod visible;
 pub mod watch;
 
 pub use diagnostic::Diagnostic;

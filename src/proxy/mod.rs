@@ -129,6 +129,8 @@ struct Relay {
     monitor: bool,
     /// The server's tool definitions pinned by hash (see [`crate::pinning`]).
     pins: crate::pinning::Pinned,
+    /// Leave tools the policies deny for every call out of `tools/list` answers.
+    filter_denied_tools: bool,
 }
 
 /// Runs the relay until the client hangs up, `shutdown` resolves, or the server exits; returns
@@ -231,6 +233,7 @@ where
                 .chain(opts.args.iter().cloned())
                 .collect(),
         ),
+        filter_denied_tools: config.filters_denied_tools(&opts.server),
     });
     let audit = relay.audit.clone();
     let mut deciding = relay.deciding.subscribe();
@@ -690,6 +693,7 @@ impl Relay {
             self.list_tools().await;
         }
         self.record_server_requests(&value);
+        let filtered = self.hide_denied_tools(&value, &line);
         let started = match message::classify(&value) {
             Kind::Response { .. } => self.settle(&value, &line),
             // Every element is settled (no short-circuit): each may record an outcome.
@@ -703,6 +707,7 @@ impl Relay {
             }
             _ => false,
         };
+        let line = filtered.unwrap_or(line);
         let line = self.renumber_progress(&value, &line).unwrap_or(line);
         let _ = self.to_client.send(line).await;
         if started {

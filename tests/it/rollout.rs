@@ -299,7 +299,10 @@ fn replay_shows_exactly_what_a_policy_edit_changes_and_gates_on_it() {
     // The stored inputs are redacted as the arguments are.
     for file in ["behavry.db", "behavry.db-wal"] {
         let bytes = std::fs::read(home.path().join(file)).unwrap_or_default();
-        assert!(!String::from_utf8_lossy(&bytes).contains("s3cret"), "{file}");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("s3cret"),
+            "{file}"
+        );
     }
     let inputs = home.log(&["--tool", "read_file"]);
     assert_eq!(inputs[1]["arguments"]["token"], "[redacted]");
@@ -318,4 +321,58 @@ fn replay_shows_exactly_what_a_policy_edit_changes_and_gates_on_it() {
         Some(1),
         "the installed set now differs from what was recorded"
     );
+}
+
+#[test]
+fn filtering_hides_exactly_the_tools_denied_for_every_call() {
+    let home = Home::with_policy(
+        "p.rego",
+        "package behavry.authz\nimport rego.v1\n\
+         allow if input.action.type in {\"read\", \"write\", \"unknown\"}\n\
+         deny if input.action.name in {\"delete_file\", \"big\"}\n\
+         deny if startswith(input.resource.path, \"/prod/\")\n\
+         reasons contains \"nothing is deleted here\" if input.action.name == \"delete_file\"\n",
+    );
+    let list = |home: &Home| {
+        let mut w = home.wrap_mock();
+        w.initialize();
+        w.send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {}}));
+        let answer = w.recv_id(&json!(5));
+        w.finish();
+        let mut names: Vec<String> = answer["result"]["tools"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let all = list(&home);
+    assert!(all.contains(&"delete_file".to_owned()), "{all:?}");
+    assert!(home.events().iter().all(|e| e["kind"] != "tools_hidden"));
+
+    home.config("[wrap]\nfilter_denied_tools = true\n");
+    let shown = list(&home);
+    let hidden: Vec<&String> = all.iter().filter(|t| !shown.contains(t)).collect();
+    // write_file is denied only for some paths: it stays.
+    assert_eq!(hidden, ["big", "delete_file"]);
+    let events = home.events();
+    let record = events
+        .iter()
+        .find(|e| e["kind"] == "tools_hidden")
+        .expect("a tools_hidden record");
+    assert_eq!(record["server"], "mock");
+    let tools = record["detail"]["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let delete = tools
+        .iter()
+        .find(|t| t["name"] == "delete_file")
+        .expect("delete_file is named");
+    assert_eq!(delete["reasons"], json!(["nothing is deleted here"]));
+    assert_eq!(tools.len(), 2);
 }
