@@ -356,6 +356,11 @@ impl Store {
             .map_err(&sql)?;
         tx.execute("DELETE FROM approvals WHERE decision_id <= ?1", [through])
             .map_err(&sql)?;
+        tx.execute(
+            "DELETE FROM decision_inputs WHERE decision_id <= ?1",
+            [through],
+        )
+        .map_err(&sql)?;
         tx.execute("DELETE FROM decisions WHERE id <= ?1", [through])
             .map_err(&sql)?;
         let removed = tx

@@ -215,9 +215,9 @@ const CSV_FIELDS: &[&str] = &[
     "request_id",
     "resolved_by",
     "resolved_at",
+    "enforced",
     "paths",
     "arguments",
-    "enforced",
 ];
 
 /// One CSV row (RFC 4180: fields with commas, quotes or newlines are quoted).
@@ -404,7 +404,7 @@ mod tests {
         };
         assert_eq!(
             csv_row(&row),
-            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,\"[\"\"/a,b\"\",\"\"/c\"\"]\",\"{\"\"k\"\":1}\",true"
+            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,true,\"[\"\"/a,b\"\",\"\"/c\"\"]\",\"{\"\"k\"\":1}\""
         );
     }
 

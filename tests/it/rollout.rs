@@ -102,6 +102,27 @@ fn in_terminal(home: &Home, args: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null()))
 }
 
+/// Runs `behavry ARGS` on a terminal where a person types `answer`.
+fn in_terminal_with_answer(home: &Home, args: &[&str], answer: &str) -> std::process::Output {
+    let command = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = home
+        .program("script", &["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script");
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = writeln!(stdin, "{answer}");
+    }
+    child.wait_with_output().expect("script output")
+}
+
 #[test]
 fn a_changed_tool_is_held_until_a_person_trusts_it() {
     let home = base_home();
@@ -307,14 +328,21 @@ fn replay_shows_exactly_what_a_policy_edit_changes_and_gates_on_it() {
     let inputs = home.log(&["--tool", "read_file"]);
     assert_eq!(inputs[1]["arguments"]["token"], "[redacted]");
 
-    // `policy add` replays first: without a terminal it needs --yes to install a change.
-    let refused = run(&mut home.command(&["policy", "add", file.to_str().unwrap_or("")]));
-    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
-    let said = String::from_utf8_lossy(&refused.stderr);
+    // `policy add` replays first and shows what would change; on a terminal it asks.
+    let no = in_terminal_with_answer(&home, &["policy", "add", file.to_str().unwrap_or("")], "n");
+    let said = String::from_utf8_lossy(&no.stdout);
     assert!(said.contains("allow → deny: 1"), "{said}");
-    assert!(said.contains("--yes"), "{said}");
-    let added = run(&mut home.command(&["policy", "add", file.to_str().unwrap_or(""), "--yes"]));
+    assert!(said.contains("not installed"), "{said}");
+    assert!(!home.policy_dir().join("candidate.rego").exists());
+    let added = run(&mut home.command(&[
+        "policy",
+        "add",
+        file.to_str().unwrap_or(""),
+        "--name",
+        "seed",
+    ]));
     assert_eq!(added.status.code(), Some(0), "{added:?}");
+    assert!(String::from_utf8_lossy(&added.stderr).contains("escalate → allow: 2"));
     let now = run(&mut home.command(&["policy", "replay"]));
     assert_eq!(
         now.status.code(),

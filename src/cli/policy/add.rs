@@ -22,8 +22,8 @@ use crate::policy::{inspect, PolicySet};
     is it written (atomically, mode 0644) into the policy directory, replacing a file of the same name. \
     Otherwise nothing changes and the errors are printed. Running wrappers reload it within a second.\n\n\
     Before installing, the new set is replayed against the calls of the last 7 days (`behavry policy \
-    replay`); if any decision would change, the summary is shown and you are asked to confirm \
-    (--yes skips the question; without a terminal, --yes is needed).")]
+    replay`); if any decision would change, the summary is shown and, on a terminal, you are asked \
+    to confirm (--yes skips the question).")]
 pub(super) struct AddArgs {
     /// The .rego policy (or .json data document) to install
     #[arg(value_name = "FILE")]
@@ -31,7 +31,7 @@ pub(super) struct AddArgs {
     /// Install under this name [default: the file's name]
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// Install even if the replay of the last 7 days shows decisions that would change
+    /// Do not ask before installing a policy that changes decisions of the last 7 days
     #[arg(long)]
     yes: bool,
 }
@@ -131,16 +131,10 @@ fn confirm_replay(set: &PolicySet, yes: bool) -> anyhow::Result<bool> {
     }
     writeln!(err, "replay of the last 7 days:")?;
     super::replay::print(&mut err, &report, 3)?;
-    if yes {
-        return Ok(true);
-    }
+    // Without a person at a terminal (a script, CI) the summary is all: nobody could answer.
     use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        writeln!(
-            err,
-            "decisions would change; rerun with --yes to install anyway (`behavry policy replay` shows them all)"
-        )?;
-        return Ok(false);
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(true);
     }
     write!(err, "install anyway? [y/N] ")?;
     err.flush()?;
