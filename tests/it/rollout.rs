@@ -404,3 +404,122 @@ fn filtering_hides_exactly_the_tools_denied_for_every_call() {
     assert_eq!(delete["reasons"], json!(["nothing is deleted here"]));
     assert_eq!(tools.len(), 2);
 }
+
+/// All four with a real server, `@modelcontextprotocol/server-everything`, which registers more
+/// tools once the client's capabilities allow them and says so with `list_changed`.
+#[test]
+fn with_server_everything_pinning_monitor_replay_and_filtering_work() {
+    let home = Home::with_policy(
+        "p.rego",
+        "package behavry.authz\nimport rego.v1\n\
+         allow if input.action.type == \"read\"\n\
+         deny if input.action.name == \"get-env\"\n\
+         reasons contains \"get-env shows the server's environment\" if input.action.name == \"get-env\"\n\
+         escalate if input.tool.new\n",
+    );
+    home.config("[wrap]\nfilter_denied_tools = true\n");
+    let server = node_modules().join("@modelcontextprotocol/server-everything/dist/index.js");
+    let server = server.to_str().unwrap_or("");
+    let wrap = |extra: &[&str]| {
+        let mut args = vec!["--name", "everything"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "node", server, "stdio"]);
+        home.wrap(&args, &[])
+    };
+    let init = |w: &mut Wrapper, capabilities: serde_json::Value| {
+        w.send(
+            json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": capabilities,
+            "clientInfo": {"name": "claude-code", "version": "2.0.0"}}}),
+        );
+        w.recv_id(&json!("init"));
+        w.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    };
+
+    // First run: the tools are pinned; get-env, denied whatever its arguments, is not shown.
+    let mut w = wrap(&[]);
+    init(&mut w, json!({}));
+    w.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}));
+    let listed = w.recv_id(&json!(2));
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"echo"), "{listed}");
+    assert!(!names.contains(&"get-env"), "{listed}");
+    let echo = w.call(3, "echo", json!({"message": "hi"}));
+    assert!(!is_error(&echo), "{echo}");
+    let env = w.call(4, "get-env", json!({}));
+    assert!(is_error(&env), "{env}");
+    w.finish();
+
+    // Second run, in monitor mode, by a client that can sample: the server adds a tool after
+    // initialisation (list_changed), which pinning reports as added.
+    let mut w = wrap(&["--monitor"]);
+    init(&mut w, json!({"sampling": {}}));
+    let added = w.stderr_until(&["everything/trigger-sampling-request added"]);
+    assert!(added.contains("added"), "{added}");
+    let env = w.call(5, "get-env", json!({}));
+    assert!(!is_error(&env), "monitor mode forwards: {env}");
+    w.finish();
+
+    let tools = run(&mut home.command(&["tools", "everything", "--json"]));
+    let pins: Vec<serde_json::Value> = String::from_utf8_lossy(&tools.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let state = |tool: &str| {
+        pins.iter()
+            .find(|p| p["tool"] == tool)
+            .map(|p| p["state"].clone())
+    };
+    assert_eq!(state("echo"), Some(json!("trusted")));
+    assert_eq!(state("trigger-sampling-request"), Some(json!("new")));
+
+    let would = home.log(&["--would", "deny"]);
+    assert_eq!(would.len(), 1);
+    assert_eq!(would[0]["tool"], "get-env");
+
+    // Replay: a candidate that lets get-env through changes exactly the two get-env calls.
+    let candidate = home.path().join("candidate");
+    std::fs::create_dir_all(&candidate).expect("candidate dir");
+    chmod(&candidate, 0o755);
+    let file = candidate.join("p.rego");
+    std::fs::write(
+        &file,
+        "package behavry.authz\nimport rego.v1\nallow if input.action.type == \"read\"\n",
+    )
+    .expect("candidate");
+    chmod(&file, 0o644);
+    let replay = run(&mut home.command(&[
+        "policy",
+        "replay",
+        "--policies",
+        candidate.to_str().unwrap_or(""),
+    ]));
+    let text = String::from_utf8_lossy(&replay.stdout);
+    assert_eq!(replay.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("2 of 3 recorded calls would be decided differently: deny → allow: 2"),
+        "{text}"
+    );
+
+    // eval --mcp decides echo with the annotations the server listed (readOnlyHint), as the wrapper did.
+    let request = home.path().join("echo.json");
+    std::fs::write(
+        &request,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#,
+    )
+    .expect("request");
+    let eval = run(&mut home.command(&[
+        "policy",
+        "eval",
+        "--mcp",
+        request.to_str().unwrap_or(""),
+        "--server",
+        "everything",
+        "--json",
+    ]));
+    let decided: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap_or_default();
+    assert_eq!(decided["decision"], "allow", "{eval:?}");
+}
