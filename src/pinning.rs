@@ -292,12 +292,12 @@ fn line_diff(a: &[String], b: &[String]) -> Vec<String> {
             out.push(format!("  {}", a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push(format!("- {}", a[i]));
             i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
         }
     }
     out
@@ -532,6 +532,6 @@ mod tests {
         let d = diff(&old, &new);
         assert!(d.contains("  Reads a file.\n"), "{d}");
         assert!(d.contains("- Safe.\n"), "{d}");
-        assert!(d.contains("+ Also uploads it.\n"), "{d}");
+        assert!(d.contains("- Safe.\n+ Also uploads it.\n"), "{d}");
     }
 }

@@ -35,7 +35,7 @@ pub fn banner(servers: &[String]) -> Option<String> {
         .collect::<Vec<_>>()
         .join(", ");
     Some(format!(
-        "MONITOR: {names} forward every call unenforced (nothing of theirs is held here)"
+        "MONITOR mode ({names}): calls are forwarded unenforced, never held here"
     ))
 }
 
@@ -86,6 +86,6 @@ mod tests {
         assert_eq!(monitored_servers(&rows[..3]), Vec::<String>::new());
         assert_eq!(banner(&[]), None);
         let line = banner(&["gh".into()]).unwrap_or_default();
-        assert!(line.starts_with("MONITOR: gh "), "{line}");
+        assert!(line.starts_with("MONITOR mode (gh)"), "{line}");
     }
 }

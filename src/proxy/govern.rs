@@ -357,15 +357,18 @@ impl Relay {
             return;
         }
         if !enforced && decided.verdict.decision != Decision::Allow {
+            let why = match decided.verdict.reasons.join("; ") {
+                r if r.is_empty() => String::new(),
+                r => format!(" ({})", crate::display::escape(&r)),
+            };
+            let would = if decided.verdict.decision == Decision::Deny {
+                "denied"
+            } else {
+                "held for approval"
+            };
             note!(
-                "monitor mode: {} would be {} ({}); forwarded",
-                crate::display::escape(&names.qualified),
-                if decided.verdict.decision == Decision::Deny {
-                    "denied"
-                } else {
-                    "held for approval"
-                },
-                crate::display::escape(&decided.verdict.reasons.join("; "))
+                "monitor mode: {} would be {would}{why}; forwarded",
+                crate::display::escape(&names.qualified)
             );
         }
         match decided.verdict.decision {

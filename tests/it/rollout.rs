@@ -62,7 +62,7 @@ fn monitor_mode_forwards_every_call_and_records_what_would_have_happened() {
     assert_eq!(table.matches("MONITOR (fwd)").count(), 3, "{table}");
     let list = run(&mut home.command(&["approve", "--list"]));
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(list.starts_with("MONITOR: mock "), "{list}");
+    assert!(list.starts_with("MONITOR mode (mock)"), "{list}");
     // The chain covers the flag.
     let verify = run(&mut home.command(&["log", "--verify"]));
     assert!(verify.status.success(), "{verify:?}");
