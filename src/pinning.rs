@@ -239,6 +239,39 @@ pub fn observe(pins: &[Pin], tools: &HashMap<String, Value>, now: &str) -> Obser
     observed
 }
 
+/// One line about a `tool_change`, `tool_trust` or `tools_hidden` journal record, for
+/// `behavry log --events` (the journal holds what the server wrote: the caller escapes it).
+pub fn event_summary(kind: &str, detail: &Value) -> String {
+    let text = |key: &str| detail.get(key).and_then(Value::as_str).unwrap_or("?");
+    match kind {
+        "tool_change" => {
+            let parts: Vec<&str> = detail
+                .get("changes")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match parts.is_empty() {
+                true => format!("{} {}", text("tool"), text("change")),
+                false => format!("{} {} ({})", text("tool"), text("change"), parts.join(", ")),
+            }
+        }
+        "tool_trust" => format!(
+            "{} ({}) trusted by {}",
+            text("tool"),
+            text("was"),
+            text("by")
+        ),
+        _ => {
+            let names: Vec<&str> = detail
+                .get("tools")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+                .unwrap_or_default();
+            format!("hidden from tools/list: {}", names.join(", "))
+        }
+    }
+}
+
 /// A readable diff of the trusted and current definitions: the description, then the schema and
 /// annotations as pretty JSON, line by line (`-` trusted, `+` current).
 pub fn diff(old: &Value, new: &Value) -> String {
@@ -523,6 +556,27 @@ mod tests {
         let cmd = |s: &str| vec![s.to_owned()];
         assert_ne!(identity("fs", &cmd("x")), identity("fs", &cmd("y")));
         assert_ne!(identity("fs", &cmd("x")), identity("gh", &cmd("x")));
+    }
+
+    #[test]
+    fn events_read_as_one_line() {
+        let change = json!({"tool": "peek", "change": "changed", "changes": ["description"]});
+        assert_eq!(
+            event_summary("tool_change", &change),
+            "peek changed (description)"
+        );
+        let added = json!({"tool": "x", "change": "added", "changes": []});
+        assert_eq!(event_summary("tool_change", &added), "x added");
+        let trust = json!({"tool": "peek", "was": "changed", "by": "alice"});
+        assert_eq!(
+            event_summary("tool_trust", &trust),
+            "peek (changed) trusted by alice"
+        );
+        let hidden = json!({"tools": [{"name": "a"}, {"name": "b"}]});
+        assert_eq!(
+            event_summary("tools_hidden", &hidden),
+            "hidden from tools/list: a, b"
+        );
     }
 
     #[test]
