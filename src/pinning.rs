@@ -25,7 +25,8 @@ use crate::audit::Store;
 /// The parts of a tool definition that are pinned: what the model reads and what policy uses.
 const PINNED: &[&str] = &["name", "title", "description", "inputSchema", "annotations"];
 
-/// A tool's pinned definition: its [`PINNED`] fields (absent ones left out).
+/// A tool's pinned definition: its name, title, description, input schema and annotations
+/// (absent ones left out).
 pub fn definition(tool: &Value) -> Value {
     let fields = PINNED
         .iter()
