@@ -315,6 +315,7 @@ pub struct LogFilter {
 pub struct Store {
     conn: Connection,
     path: String,
+    durability: Durability,
 }
 
 impl Store {
@@ -383,6 +384,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: shown.clone(),
+            durability,
         };
         store.migrate()?;
         Ok(store)
@@ -425,18 +427,31 @@ impl Store {
 
     /// Records a decision and commits it; returns the row id.
     pub fn record_decision(&mut self, row: &DecisionRow) -> Result<i64, StoreError> {
-        self.insert_decision(row, None)
+        self.insert_decision(row, None, &[])
     }
 
     /// Records an escalated decision together with its pending approval, in one transaction.
     pub fn record_escalation(&mut self, row: &DecisionRow, hold: &Hold) -> Result<i64, StoreError> {
-        self.insert_decision(row, Some(hold))
+        self.insert_decision(row, Some(hold), &[])
+    }
+
+    /// Records a decision (with its pending approval when `hold` is given) and, in the same
+    /// transaction, the outcomes of earlier calls that were waiting to be written: one commit
+    /// instead of one per outcome.
+    pub fn record_decision_with(
+        &mut self,
+        row: &DecisionRow,
+        hold: Option<&Hold>,
+        outcomes: &[OutcomeRow],
+    ) -> Result<i64, StoreError> {
+        self.insert_decision(row, hold, outcomes)
     }
 
     fn insert_decision(
         &mut self,
         row: &DecisionRow,
         hold: Option<&Hold>,
+        outcomes: &[OutcomeRow],
     ) -> Result<i64, StoreError> {
         let ts = now_rfc3339();
         let reasons = serde_json::to_string(&row.reasons).unwrap_or_else(|_| "[]".into());
@@ -465,6 +480,7 @@ impl Store {
         });
         let sql = sqlite_err(&self.path);
         let tx = self.write_tx()?;
+        append_outcomes(&tx, outcomes).map_err(&sql)?;
         let id = chain::append(&tx, &ts, Kind::Decision, None, &body).map_err(&sql)?;
         tx.prepare_cached(
             "INSERT INTO decisions (id, ts, session_id, server, tool, method, action_type, resource_path,
@@ -523,12 +539,19 @@ impl Store {
         outcome: Outcome,
         duration_ms: f64,
     ) -> Result<(), StoreError> {
+        self.record_outcomes(&[OutcomeRow {
+            id,
+            outcome,
+            duration_ms,
+            ts: now_rfc3339(),
+        }])
+    }
+
+    /// Records several outcomes in one transaction.
+    pub fn record_outcomes(&mut self, outcomes: &[OutcomeRow]) -> Result<(), StoreError> {
         let sql = sqlite_err(&self.path);
         let tx = self.write_tx()?;
-        // Microseconds are all the precision a duration has; more digits are float noise.
-        let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
-        let body = json!({"outcome": outcome.as_str(), "duration_ms": duration_ms});
-        chain::append(&tx, &now_rfc3339(), Kind::Outcome, Some(id), &body).map_err(&sql)?;
+        append_outcomes(&tx, outcomes).map_err(&sql)?;
         tx.commit().map_err(&sql)
     }
 
@@ -584,6 +607,18 @@ impl Store {
         let _ = self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+
+    /// Whether a write waits for another process's lock (up to the busy timeout) or fails at
+    /// once with a contention error, so the caller can take a slower path instead.
+    pub fn wait_for_locks(&self, wait: bool) {
+        let timeout = if wait { BUSY_TIMEOUT } else { Duration::ZERO };
+        let _ = self.conn.busy_timeout(timeout);
+    }
+
+    /// The durability commits are made with.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// A write transaction, taken at once (BEGIN IMMEDIATE) so it never fails upgrading a read
@@ -968,6 +1003,27 @@ pub fn resolution_reason(
         }),
         _ => None,
     }
+}
+
+/// The outcome of a forwarded call, waiting to be written (see [`Store::record_decision_with`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeRow {
+    /// The decision it is the outcome of.
+    pub id: i64,
+    pub outcome: Outcome,
+    pub duration_ms: f64,
+    /// When the answer came (not when it is written).
+    pub ts: String,
+}
+
+fn append_outcomes(tx: &Transaction<'_>, outcomes: &[OutcomeRow]) -> rusqlite::Result<()> {
+    for o in outcomes {
+        // Microseconds are all the precision a duration has; more digits are float noise.
+        let duration_ms = (o.duration_ms * 1000.0).round() / 1000.0;
+        let body = json!({"outcome": o.outcome.as_str(), "duration_ms": duration_ms});
+        chain::append(tx, &o.ts, Kind::Outcome, Some(o.id), &body)?;
+    }
+    Ok(())
 }
 
 /// Who resolved an escalation that an earlier "approve for this session" covered.

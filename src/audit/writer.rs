@@ -1,9 +1,18 @@
-//! The thread that owns a wrapper's database connection. SQLite calls block (and may wait on other
-//! processes' locks), so they run here, never on the async workers; the proxy talks to this thread
-//! through [`AuditHandle`]. Commands run one at a time, in the order they were sent.
+//! A wrapper's database connection and the thread that writes in the background.
+//!
+//! SQLite calls can block for seconds when another process holds the write lock, so they must
+//! never stall the async workers. But a hop to a thread and back costs two wake-ups per call, more
+//! than the commit itself. So a call the proxy waits for (a decision row) is first tried right
+//! where it is, and only when that cannot finish at once (the connection is busy with background
+//! work, another process holds the lock, the store is not open, or every commit is fsynced) is it
+//! queued to the audit thread, which waits as long as it takes. Outcomes of forwarded calls are
+//! not written on their own: they ride along in the next decision's transaction, or the thread
+//! writes them when it has been idle for a moment, and always before it stops.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -12,8 +21,8 @@ use tokio::sync::oneshot;
 use serde_json::Value;
 
 use super::store::{
-    DecisionRow, Durability, Hold, Outcome, Owner, RefusedFrame, Resolution, Resolved,
-    SessionRecord, Store, StoreError,
+    now_rfc3339, DecisionRow, Durability, Hold, Outcome, OutcomeRow, Owner, RefusedFrame,
+    Resolution, Resolved, SessionRecord, Store, StoreError,
 };
 
 /// Runs on the audit thread with the store, or with the reason it is unavailable.
@@ -31,8 +40,56 @@ enum Command {
 #[derive(Clone)]
 pub struct AuditHandle {
     inner: Result<mpsc::Sender<Command>, String>,
+    /// The connection, shared with the audit thread (see the module docs).
+    shared: Option<Arc<Shared>>,
     /// Why the store could not be opened at start, if it could not.
     at_start: Option<String>,
+}
+
+/// What the handles and the audit thread share.
+struct Shared {
+    opener: Mutex<Opener>,
+    /// Outcomes waiting to be written with the next transaction. Never held across I/O.
+    outcomes: Mutex<Vec<OutcomeRow>>,
+    /// Something was committed since the last idle checkpoint.
+    dirty: AtomicBool,
+}
+
+impl Shared {
+    fn opener(&self) -> std::sync::MutexGuard<'_, Opener> {
+        // A panic inside a store call leaves the connection as SQLite left it: usable.
+        self.opener.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take_outcomes(&self) -> Vec<OutcomeRow> {
+        std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts back outcomes a failed transaction did not write (ahead of newer ones).
+    fn restore_outcomes(&self, mut outcomes: Vec<OutcomeRow>) {
+        if outcomes.is_empty() {
+            return;
+        }
+        let mut pending = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+        outcomes.append(&mut pending);
+        *pending = outcomes;
+    }
+
+    /// Writes the waiting outcomes in a transaction of their own (idle, or stopping).
+    fn flush_outcomes(&self, opener: &mut Opener) {
+        let outcomes = self.take_outcomes();
+        if outcomes.is_empty() {
+            return;
+        }
+        match opener.get() {
+            Ok(store) => {
+                if let Err(e) = store.record_outcomes(&outcomes) {
+                    crate::note!("could not record {} call outcome(s): {e}", outcomes.len());
+                }
+            }
+            Err(e) => crate::note!("could not record {} call outcome(s): {e}", outcomes.len()),
+        }
+    }
 }
 
 /// Finished on shutdown so every queued row reaches the database before the process exits.
@@ -87,14 +144,21 @@ impl AuditHandle {
             durability,
             store,
         };
+        let shared = Arc::new(Shared {
+            opener: Mutex::new(opener),
+            outcomes: Mutex::new(Vec::new()),
+            dirty: AtomicBool::new(false),
+        });
         let (tx, rx) = mpsc::channel();
+        let for_thread = shared.clone();
         let thread = std::thread::Builder::new()
             .name("behavry-audit".into())
-            .spawn(move || serve(opener, rx));
+            .spawn(move || serve(&for_thread, rx));
         match thread {
             Ok(handle) => (
                 AuditHandle {
                     inner: Ok(tx.clone()),
+                    shared: Some(shared),
                     at_start,
                 },
                 AuditThread(Some((tx, handle))),
@@ -110,6 +174,7 @@ impl AuditHandle {
         AuditHandle {
             at_start: Some(reason.clone()),
             inner: Err(reason),
+            shared: None,
         }
     }
 
@@ -126,10 +191,45 @@ impl AuditHandle {
         }
     }
 
-    /// Runs `job` on the audit thread and waits for its result.
+    /// Runs `job` right here if that can finish at once (see the module docs), else on the audit
+    /// thread; waits for its result.
     async fn call<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+        mut job: impl FnMut(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, String> {
+        if let Some(done) = self.try_here(&mut job) {
+            return done;
+        }
+        self.on_thread(job).await
+    }
+
+    /// Runs `job` on the calling thread when the connection is free, the store is open, commits
+    /// are not fsynced and no other process holds the write lock: `None` if it could not (and
+    /// nothing was written).
+    fn try_here<T>(
+        &self,
+        job: &mut impl FnMut(&mut Store) -> Result<T, StoreError>,
+    ) -> Option<Result<T, String>> {
+        let shared = self.shared.as_ref()?;
+        let mut opener = shared.opener.try_lock().ok()?;
+        let store = opener.store.as_mut().ok()?;
+        if store.durability() == Durability::Full {
+            return None;
+        }
+        store.wait_for_locks(false);
+        let result = job(store);
+        store.wait_for_locks(true);
+        shared.dirty.store(true, Ordering::Relaxed);
+        match result {
+            Err(e) if e.is_contention() => None,
+            other => Some(other.map_err(|e| e.to_string())),
+        }
+    }
+
+    /// Runs `job` on the audit thread (which waits for other processes' locks) and waits for it.
+    async fn on_thread<T: Send + 'static>(
+        &self,
+        mut job: impl FnMut(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, String> {
         let sender = self.inner.as_ref().map_err(Clone::clone)?;
         let (tx, rx) = oneshot::channel();
@@ -148,13 +248,31 @@ impl AuditHandle {
 
     /// Records a decision; resolves once the row is committed.
     pub async fn record(&self, row: DecisionRow) -> Result<i64, String> {
-        self.call(move |store| store.record_decision(&row)).await
+        self.decision(row, None).await
     }
 
     /// Records an escalated decision and its pending approval; resolves once both are committed.
     pub async fn record_escalation(&self, row: DecisionRow, hold: Hold) -> Result<i64, String> {
-        self.call(move |store| store.record_escalation(&row, &hold))
-            .await
+        self.decision(row, Some(hold)).await
+    }
+
+    /// Commits a decision row, with the outcomes waiting to be written in the same transaction.
+    async fn decision(&self, row: DecisionRow, hold: Option<Hold>) -> Result<i64, String> {
+        let shared = self.shared.clone();
+        self.call(move |store| {
+            let outcomes = shared
+                .as_ref()
+                .map(|s| s.take_outcomes())
+                .unwrap_or_default();
+            let result = store.record_decision_with(&row, hold.as_ref(), &outcomes);
+            if result.is_err() {
+                if let Some(shared) = &shared {
+                    shared.restore_outcomes(outcomes);
+                }
+            }
+            result
+        })
+        .await
     }
 
     /// How the escalation `id` was resolved, if it was.
@@ -318,43 +436,109 @@ impl AuditHandle {
         self.event(kind, body);
     }
 
-    /// Queues the outcome of a forwarded call; nothing waits for it.
+    /// Notes the outcome of a forwarded call; nothing waits for it. It is written with the next
+    /// decision, or by the audit thread once idle (see the module docs).
     pub fn outcome(&self, id: i64, outcome: Outcome, duration_ms: f64) {
-        self.queue(
-            move || format!("the outcome of audit row {id}"),
-            move |store| store.record_outcome(id, outcome, duration_ms),
-        );
+        if let Some(shared) = &self.shared {
+            let row = OutcomeRow {
+                id,
+                outcome,
+                duration_ms,
+                ts: now_rfc3339(),
+            };
+            shared
+                .outcomes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(row);
+        }
     }
 }
 
 /// How long the audit thread must be idle before it folds the WAL back into the database.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
 
-fn serve(mut opener: Opener, rx: mpsc::Receiver<Command>) {
-    let mut deferred = false;
-    let mut dirty = false;
+fn serve(shared: &Shared, rx: mpsc::Receiver<Command>) {
+    // Checkpoints copy the WAL into the database and may fsync; SQLite runs them inside whichever
+    // commit crosses the threshold, stalling that call. Run them while idle instead.
+    if let Ok(store) = &shared.opener().store {
+        store.defer_checkpoints();
+    }
     loop {
         match rx.recv_timeout(IDLE_CHECKPOINT) {
             Ok(Command::Run(job)) => {
+                let mut opener = shared.opener();
+                let reopened = opener.store.is_err();
                 let store = opener.get();
-                if let (Ok(store), false) = (&store, deferred) {
-                    // Checkpoints copy the WAL into the database and may fsync; SQLite runs them
-                    // inside whichever commit crosses the threshold, stalling that call. Run them
-                    // while idle instead.
+                if let (Ok(store), true) = (&store, reopened) {
                     store.defer_checkpoints();
-                    deferred = true;
                 }
                 job(store);
-                dirty = true;
+                shared.dirty.store(true, Ordering::Relaxed);
             }
-            Ok(Command::Finish) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) if dirty => {
-                if let Ok(store) = &opener.store {
-                    store.checkpoint();
+            Ok(Command::Finish) | Err(RecvTimeoutError::Disconnected) => {
+                shared.flush_outcomes(&mut shared.opener());
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let mut opener = shared.opener();
+                shared.flush_outcomes(&mut opener);
+                if shared.dirty.swap(false, Ordering::Relaxed) {
+                    if let Ok(store) = &opener.store {
+                        store.checkpoint();
+                    }
                 }
-                dirty = false;
             }
-            Err(RecvTimeoutError::Timeout) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::store::tests::row;
+    use crate::audit::store::LogFilter;
+
+    fn rows(path: &Path) -> Vec<crate::audit::LogEntry> {
+        Store::open(path)
+            .and_then(|s| s.query(&LogFilter::default()))
+            .expect("query")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decisions_commit_here_or_wait_on_the_thread_and_carry_outcomes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("behavry.db");
+        let (audit, thread) = AuditHandle::open(&path, Durability::Normal);
+        let first = audit
+            .record(row("allow", "read_file"))
+            .await
+            .expect("first");
+        // An outcome alone writes nothing yet: it waits for the next transaction.
+        audit.outcome(first, Outcome::Ok, 1.25);
+        // Another process holds the write lock: the decision cannot commit here, so it waits on
+        // the audit thread, and still commits (with the outcome) once the lock is released.
+        let other = rusqlite::Connection::open(&path).expect("other connection");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let second = {
+            let audit = audit.clone();
+            tokio::spawn(async move { audit.record(row("deny", "write_file")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!second.is_finished(), "a decision never skips the lock");
+        other.execute_batch("COMMIT").expect("unlock");
+        let second = second.await.expect("task").expect("second");
+        assert!(second > first);
+        let logged = rows(&path);
+        assert_eq!(logged.len(), 2);
+        assert_eq!(logged[0].outcome.as_deref(), Some("ok"));
+        assert_eq!(logged[0].duration_ms, Some(1.25));
+        // An outcome with no decision after it is written when the thread is idle, or at the end.
+        audit.outcome(second, Outcome::IsError, 2.0);
+        thread.finish();
+        assert_eq!(rows(&path)[1].outcome.as_deref(), Some("is_error"));
+        let mut store = Store::open(&path).expect("reopen");
+        let verified = store.verify();
+        assert!(matches!(verified, Ok(Ok(_))), "{verified:?}");
     }
 }

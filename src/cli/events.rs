@@ -6,6 +6,7 @@ use std::io::Write;
 
 use super::LogArgs;
 use crate::audit::{EventEntry, EventFilter, Store};
+use crate::display::{escape, pad};
 
 pub fn run(args: LogArgs, store: &Store, since: Option<String>, json: bool) -> anyhow::Result<i32> {
     let default_limit = if json { None } else { Some(50) };
@@ -50,13 +51,15 @@ fn print(out: &mut impl Write, rows: &[EventEntry], json: bool) -> anyhow::Resul
         } else {
             let time = row.ts.get(..19).unwrap_or(&row.ts).replace('T', " ");
             let hash = row.policy_hash.as_deref().unwrap_or("-");
+            // The server's name, a client's name and the reasons of refused frames are text
+            // the agent or a server chose: escaped for the person's terminal (`--json` is exact).
             writeln!(
                 out,
-                "{time:<19}  {:<20}  {:<12}  {:<12}  {}",
-                row.kind,
-                row.server,
+                "{time:<19}  {}  {}  {:<12}  {}",
+                pad(&escape(&row.kind), 20),
+                pad(&escape(&row.server), 12),
                 hash.get(..12).unwrap_or(hash),
-                summary(row)
+                escape(&summary(row))
             )?;
         }
     }

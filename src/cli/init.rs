@@ -19,11 +19,6 @@ use crate::config::{
 const BASE_POLICIES: &[(&str, &str)] = &[
     ("base.rego", include_str!("../../policies/base/base.rego")),
     ("lib.rego", include_str!("../../policies/base/lib.rego")),
-    ("tools.rego", include_str!("../../policies/base/tools.rego")),
-    (
-        "tools_test.rego",
-        include_str!("../../policies/base/tools_test.rego"),
-    ),
     (
         "base_test.rego",
         include_str!("../../policies/base/base_test.rego"),
@@ -331,7 +326,7 @@ pub fn config_sections() -> Vec<Section> {
 pub fn config_template() -> String {
     let mut text = String::from(
         "# behavry configuration. Every option is shown at its default, commented out:\n\
-         # remove the leading `# ` of a line to change it. Reference: README.md.\n",
+         # remove the leading `# ` of a line to change it. Reference: docs/configuration.md.\n",
     );
     for section in config_sections() {
         text.push('\n');

@@ -184,13 +184,15 @@ fn session_line(id: &str, session: Option<crate::audit::SessionRecord>) -> Strin
     let Some(s) = session else {
         return format!("session {id}: no session record (client unknown)");
     };
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    // The client chose every one of these: escaped for the person's terminal.
+    let opt = |v: &Option<String>| escape(v.as_deref().unwrap_or("?")).into_owned();
     format!(
-        "session {id}: client {} {}, protocol {}, capabilities {}",
+        "session {}: client {} {}, protocol {}, capabilities {}",
+        escape(id),
         opt(&s.client_name),
         opt(&s.client_version),
         opt(&s.protocol_version),
-        s.capabilities
+        escape(&s.capabilities.to_string())
     )
 }
 

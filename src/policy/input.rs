@@ -2,7 +2,7 @@
 //! everything that varies (session age, client name, the cached tool annotations).
 //!
 //! The shape is the contract policies are written against:
-//! `{agent, action, resource, session, requester}` (see the README's input reference).
+//! `{agent, action, resource, session, requester}` (see docs/input.md).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

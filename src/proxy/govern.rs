@@ -24,6 +24,7 @@ use super::{lock, Pending, Relay};
 use crate::approval::{self, Released};
 use crate::audit::store::{Hold, Resolution};
 use crate::audit::DecisionRow;
+use crate::display::escape;
 use crate::note;
 use crate::policy::input::{self, Context, Facts, Governed};
 use crate::policy::{Decision, PolicySet, Verdict};
@@ -210,6 +211,8 @@ struct Names {
     method: String,
     /// `<server>/<tool>`.
     qualified: String,
+    /// `qualified` made safe for a person's terminal (the client chose the tool name).
+    shown: String,
 }
 
 impl Relay {
@@ -257,9 +260,11 @@ impl Relay {
         if let Some(why) = unlisted {
             decided.row.reasons.push(why);
         }
+        let qualified = format!("{}/{}", self.ctx.server, decided.row.tool);
         let names = Names {
             method: call.method.clone(),
-            qualified: format!("{}/{}", self.ctx.server, decided.row.tool),
+            shown: escape(&qualified).into_owned(),
+            qualified,
         };
         let body = call.body;
         // A wrapper holds a bounded number of calls: beyond it, the call is denied at once.
@@ -296,7 +301,7 @@ impl Relay {
             Err(e) => {
                 note!(
                     "could not record the decision for {}, so it is denied: {e}",
-                    names.qualified
+                    names.shown
                 );
                 let reason = format!(
                     "the audit store could not record this call, so it was not forwarded ({e})"
@@ -324,7 +329,7 @@ impl Relay {
                     if session {
                         lock(&self.session_approved).insert(session_key);
                     }
-                    note!("{} was approved by {by}", names.qualified);
+                    note!("{} was approved by {}", names.shown, escape(&by));
                     // The client saw `progress` keepalives on its token; the server's own progress
                     // on it continues from there, so the client sees it only ever increase.
                     let renumber = token.filter(|_| progress > 0).map(|token| {
@@ -375,8 +380,8 @@ impl Relay {
             Decision::Deny if enforced => {
                 note!(
                     "{} was denied: {}",
-                    crate::display::escape(&names.qualified),
-                    crate::display::escape(&decided.verdict.reasons.join("; "))
+                    names.shown,
+                    escape(&decided.verdict.reasons.join("; "))
                 );
                 self.deny(id, &names, &decided.verdict.reasons).await
             }
@@ -461,8 +466,9 @@ impl Relay {
             "run `behavry approve` in another terminal".to_owned()
         };
         note!(
-            "{} is waiting for approval: {where_} (times out in {})",
-            names.qualified,
+            "{} is waiting for approval: {} (times out in {})",
+            names.shown,
+            escape(&where_),
             approval::human(timeout)
         );
         let to_client = self.to_client.clone();
@@ -537,7 +543,11 @@ impl Relay {
                             Some(format!("denied in {}", self.client_title())),
                         ),
                         Answer::Undecided(why) => {
-                            note!("{}: {why}; still waiting for `behavry approve`", names.qualified);
+                            note!(
+                                "{}: {}; still waiting for `behavry approve`",
+                                names.shown,
+                                escape(&why)
+                            );
                             continue;
                         }
                     };

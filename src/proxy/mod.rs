@@ -507,7 +507,10 @@ impl Relay {
             Kind::Notification { method } if Governed::from_request(method, None).is_some() => {
                 // Without an id it cannot be answered, so it cannot be denied either; a server that
                 // dispatches on `method` alone would run it undecided. Never forward it.
-                note!("dropped a {method} without an id: governed requests need one to be decided");
+                note!(
+                    "dropped a {} without an id: governed requests need one to be decided",
+                    crate::display::escape(method)
+                );
                 return;
             }
             Kind::Notification { method } => {

@@ -181,7 +181,10 @@ impl Relay {
                 self.pins.observe(tools.clone());
                 *lock(&self.tools.defs) = tools;
             }
-            None => note!("could not read the server's tool list ({why}); tool calls are decided by their names alone"),
+            None => note!(
+                "could not read the server's tool list ({}); tool calls are decided by their names alone",
+                crate::display::escape(why)
+            ),
         }
         self.tools.listing.send_replace(Listing::Known);
     }

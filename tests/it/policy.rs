@@ -950,3 +950,69 @@ fn bench_refuses_policies_that_do_not_compile() {
     assert!(stderr(&out).contains("bad.rego:"), "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
 }
+
+#[test]
+fn add_warns_about_a_shared_package_and_replace_installs_instead() {
+    let home = Home::new();
+    let out = run(&mut home.command(&["init"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seed = home.path().join("seed.rego");
+    std::fs::write(&seed, SEED).expect("write");
+    let seed = seed.to_str().expect("utf-8");
+    // A write outside any project: the seed policy alone denies it by default, base escalates it.
+    let input = home.path().join("input.json");
+    std::fs::write(&input, seed_input("write", "/tmp/x")).expect("write");
+    let decision = || {
+        let out = run(&mut home.command(&[
+            "policy",
+            "eval",
+            "--input",
+            input.to_str().expect("utf-8"),
+            "--json",
+        ]));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: Value = serde_json::from_str(&stdout(&out)).expect("json");
+        v["decision"].as_str().unwrap_or("").to_owned()
+    };
+
+    // Added next to base: both are in force, and the warning says how to replace instead.
+    let out = run(&mut home.command(&["policy", "add", seed]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("declares `package behavry.authz`, as base.rego already does")
+            && err.contains(&format!("behavry policy add {seed} --replace base.rego")),
+        "{err}"
+    );
+    assert_eq!(
+        listing(&home.policy_dir()),
+        ["base.rego", "base_test.rego", "lib.rego", "seed.rego"]
+    );
+    assert_eq!(decision(), "escalate");
+
+    // A --replace that is not an installed file changes nothing.
+    for bad in ["nope.rego", "../config.toml", "/etc/passwd"] {
+        let out = run(&mut home.command(&["policy", "add", seed, "--replace", bad]));
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(stderr(&out).contains("--replace"), "{}", stderr(&out));
+        assert!(home.policy_dir().join("base.rego").exists());
+    }
+
+    // --replace: the new file is written, then base.rego removed, and no warning is left to give.
+    std::fs::remove_file(home.policy_dir().join("seed.rego")).expect("rm");
+    let out = run(&mut home.command(&["policy", "add", seed, "--replace", "base.rego"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let dir = home.policy_dir();
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "installed {}/seed.rego (sha256 1ff42789b4fb)\nremoved {}/base.rego (replaced by seed.rego)\n",
+            dir.display(),
+            dir.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(listing(&dir), ["base_test.rego", "lib.rego", "seed.rego"]);
+    assert_eq!(decision(), "deny");
+}

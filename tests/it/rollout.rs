@@ -81,12 +81,11 @@ fn monitor_mode_is_set_in_config_globally_or_per_server() {
     }
 }
 
-/// The shipped base policy, with the changed-tool rule.
+/// The shipped base policy (which holds calls to changed tools).
 fn base_home() -> Home {
     let home = Home::new();
     home.policy("base.rego", include_str!("../../policies/base/base.rego"));
     home.policy("lib.rego", include_str!("../../policies/base/lib.rego"));
-    home.policy("tools.rego", include_str!("../../policies/base/tools.rego"));
     home
 }
 

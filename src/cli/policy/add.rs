@@ -17,10 +17,14 @@ use crate::policy::{inspect, PolicySet};
 #[command(after_help = "Examples:\n  \
     behavry policy add my-first-policy.rego\n  \
     behavry policy add ./prod-guard.rego --name prod\n  \
-    behavry policy add allowlist.json\n\n\
+    behavry policy add allowlist.json\n  \
+    behavry policy add policies/examples/seed.rego --replace base.rego\n\n\
     The file is compiled together with every policy already installed; only if the whole set compiles \
     is it written (atomically, mode 0644) into the policy directory, replacing a file of the same name. \
     Otherwise nothing changes and the errors are printed. Running wrappers reload it within a second.\n\n\
+    Files in the same package add up: a new file in `package behavry.authz` next to an installed one \
+    puts the rules of both in force, and `add` warns about it. --replace FILE installs the new file \
+    instead of FILE: the set is checked without FILE, the new file is written, then FILE is removed.\n\n\
     Before installing, the new set is replayed against the calls of the last 7 days (`behavry policy \
     replay`); if any decision would change, the summary is shown and, on a terminal, you are asked \
     to confirm (--yes skips the question).")]
@@ -31,6 +35,10 @@ pub(super) struct AddArgs {
     /// Install under this name [default: the file's name]
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// Remove this installed file (a name in the policy directory, e.g. base.rego) once FILE is in
+    /// place, so FILE takes its place instead of adding to it
+    #[arg(long, value_name = "FILE")]
+    replace: Option<PathBuf>,
     /// Do not ask before installing a policy that changes decisions of the last 7 days
     #[arg(long)]
     yes: bool,
@@ -52,10 +60,18 @@ pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
         crate::note!("{problem}");
         return Ok(1);
     }
+    // The file being replaced, unless it is the namesake the write itself replaces.
+    let old = match &args.replace {
+        Some(replace) => Some(installed_file(&dir, replace)?).filter(|old| *old != dest),
+        None => None,
+    };
 
-    // The set as it would be: everything installed, with this file in place of any namesake.
+    // The set as it would be: everything installed, with this file in place of any namesake and
+    // of the file it replaces.
     let mut sources = source::scan(std::slice::from_ref(&dir), Scan::ENFORCE);
-    sources.files.retain(|f| f.path != dest);
+    sources
+        .files
+        .retain(|f| f.path != dest && Some(&f.path) != old.as_ref());
     sources.files.push(SourceFile {
         path: file.clone(),
         kind,
@@ -72,9 +88,30 @@ pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
     }
     if kind == Kind::Rego && !name.ends_with("_test.rego") {
         if let Some(engine) = set.engine() {
+            let modules = inspect::modules(engine);
+            if let Some(new) = modules.iter().find(|m| m.file == shown) {
+                let sharing: Vec<String> = modules
+                    .iter()
+                    .filter(|m| m.file != shown && m.package == new.package)
+                    .map(|m| relative_name(&dir, &m.file))
+                    .collect();
+                if let Some(first) = sharing.first() {
+                    // Rego merges files of one package: both sets of rules now decide together,
+                    // which is rarely what "add this policy" meant.
+                    eprintln!(
+                        "warning: {shown} declares `package {}`, as {} already {}; the rules of both are in force together. \
+                         To install it instead of {first}, run: behavry policy add {} --replace {}",
+                        new.package.join("."),
+                        sharing.join(", "),
+                        if sharing.len() == 1 { "does" } else { "do" },
+                        shell_quote(&shown),
+                        shell_quote(first)
+                    );
+                }
+            }
             // A file that writes decision rules in another package (an example not yet switched
             // over) decides nothing; a helper library in its own package is fine.
-            let misplaced = inspect::modules(engine)
+            let misplaced = modules
                 .into_iter()
                 .find(|m| m.file == shown)
                 .filter(|m| m.package != AUTHZ)
@@ -100,7 +137,6 @@ pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
     let replaced = dest.exists();
     install(&dir, &name, text.as_bytes())
         .with_context(|| format!("cannot install {}", dest.display()))?;
-    let now = PolicySet::load(std::slice::from_ref(&dir), timeout);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -109,6 +145,20 @@ pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
         dest.display(),
         &source::sha256(&text)[..12]
     )?;
+    if let Some(old) = &old {
+        // After the write, so a wrapper reloading in between sees both files (and keeps its
+        // previous set if the two do not compile together), never neither.
+        std::fs::remove_file(old).with_context(|| {
+            format!(
+                "{} is installed, but {} could not be removed, so both are in force; remove it with: rm {}",
+                dest.display(),
+                old.display(),
+                shell_quote(&old.display().to_string())
+            )
+        })?;
+        writeln!(out, "removed {} (replaced by {name})", old.display())?;
+    }
+    let now = PolicySet::load(std::slice::from_ref(&dir), timeout);
     writeln!(
         out,
         "policy hash {}; running `behavry wrap` processes reload it within a second",
@@ -163,6 +213,43 @@ fn install_name(file: &Path, name: Option<&str>, kind: Kind) -> anyhow::Result<S
         bail!("--name {name:?} must be a plain file name (no '/', not hidden, not empty)");
     }
     Ok(name)
+}
+
+/// The installed file `--replace` names: a path relative to the policy directory (or an absolute
+/// path inside it), naming an existing policy or data file. Never a path that climbs out.
+fn installed_file(dir: &Path, replace: &Path) -> anyhow::Result<PathBuf> {
+    use std::path::Component;
+    let shown = replace.display();
+    let inside = if replace.is_absolute() {
+        replace.strip_prefix(dir).ok()
+    } else {
+        Some(replace)
+    };
+    let Some(relative) =
+        inside.filter(|p| p.components().all(|c| matches!(c, Component::Normal(_))))
+    else {
+        bail!(
+            "--replace {shown}: not a file in the policy directory {}; give its name as `behavry policy list` shows it",
+            dir.display()
+        );
+    };
+    let path = dir.join(relative);
+    if !path.is_file() || source::kind_of(&path, true).is_none() {
+        bail!(
+            "--replace {shown}: no policy file {} is installed; `behavry policy list` shows what is",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// `file` as a name relative to the policy directory when it is inside it (how `--replace`
+/// takes it).
+fn relative_name(dir: &Path, file: &str) -> String {
+    Path::new(file)
+        .strip_prefix(dir)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| file.to_owned())
 }
 
 /// The refusal for a policy directory that group or others can write (the wrapper would refuse

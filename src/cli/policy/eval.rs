@@ -153,7 +153,11 @@ pub(super) fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     if built {
-        writeln!(out, "input:\n{}\n", serde_json::to_string_pretty(input)?)?;
+        // JSON escapes C0 controls but not DEL, C1 or format characters: the text form is for a
+        // person's terminal (`--json` keeps the exact text).
+        let pretty = serde_json::to_string_pretty(input)?;
+        let shown: Vec<_> = pretty.lines().map(crate::display::escape).collect();
+        writeln!(out, "input:\n{}\n", shown.join("\n"))?;
     }
     writeln!(out, "decision: {}", verdict.decision.as_str())?;
     writeln!(out, "  allow:    {}", verdict.allow)?;
@@ -168,7 +172,7 @@ pub(super) fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     } else {
         writeln!(out, "reasons:")?;
         for reason in &verdict.reasons {
-            writeln!(out, "  - {reason}")?;
+            writeln!(out, "  - {}", crate::display::escape(reason))?;
         }
     }
     Ok(0)
