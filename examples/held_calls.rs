@@ -50,6 +50,8 @@ fn row(i: usize) -> DecisionRow {
         policy_hash: "bench".into(),
         request_id: i.to_string(),
         resolution: None,
+        enforced: true,
+        input: None,
     }
 }
 

@@ -227,6 +227,7 @@ pub fn input_canon(data: &[u8]) {
             annotations: None,
             session_seconds: 1,
             paths: &paths,
+            tool: None,
         };
         let built = input::build(&f.ctx, &request, &facts);
         let readings: usize = paths.iter().map(|p| p.canonical.len()).sum();

@@ -124,6 +124,45 @@ pub struct Config {
     pub approve: ApproveConfig,
     /// `[hook]`: `behavry hook`, for Claude Code's own tools.
     pub hook: crate::hook::HookConfig,
+    /// `[servers.<name>]`: settings for one wrapped server (its `--name`), over the global ones.
+    pub servers: BTreeMap<String, ServerConfig>,
+}
+
+/// Whether decisions are enforced (`mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Every call is decided and recorded as in enforce mode, then forwarded whatever the
+    /// decision: for trying policies on real traffic before they block anything.
+    Monitor,
+}
+
+/// `[servers.<name>]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub mode: Option<Mode>,
+    pub filter_denied_tools: Option<bool>,
+}
+
+impl Config {
+    /// The mode for server `name`: its own setting, else the global one.
+    pub fn mode_for(&self, name: &str) -> Mode {
+        self.servers
+            .get(name)
+            .and_then(|s| s.mode)
+            .unwrap_or(self.wrap.mode)
+    }
+
+    /// Whether `tools/list` answers of server `name` are filtered.
+    pub fn filters_denied_tools(&self, name: &str) -> bool {
+        self.servers
+            .get(name)
+            .and_then(|s| s.filter_denied_tools)
+            .unwrap_or(self.wrap.filter_denied_tools)
+    }
 }
 
 /// `[approve]`: how `behavry approve` gets the attention of a person working in another window.
@@ -203,6 +242,11 @@ pub struct WrapConfig {
     /// How many calls one wrapper holds for approval at once; beyond it, escalations are denied
     /// at once with a reason that says so (a flood must not bury the call that matters).
     pub max_held: usize,
+    /// `"enforce"` or `"monitor"`: decide and record every call, but forward it whatever the
+    /// decision (`[servers.<name>] mode` overrides it for one server).
+    pub mode: Mode,
+    /// Remove the tools the policy denies for every call from the server's `tools/list` answers.
+    pub filter_denied_tools: bool,
 }
 
 impl Default for WrapConfig {
@@ -218,6 +262,8 @@ impl Default for WrapConfig {
             tools_list_wait_ms: 2000,
             approval: crate::proxy::elicit::Channel::Auto,
             max_held: crate::approval::DEFAULT_MAX_HELD,
+            mode: Mode::Enforce,
+            filter_denied_tools: false,
         }
     }
 }
@@ -304,6 +350,25 @@ mod tests {
         assert_eq!(cfg.agent.risk_tier, "low");
         assert!(cfg.action_types.is_empty());
         assert_eq!(cfg.wrap.max_held, 8);
+    }
+
+    #[test]
+    fn mode_and_filtering_are_global_with_per_server_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[wrap]\nmode = \"monitor\"\n[servers.fs]\nmode = \"enforce\"\nfilter_denied_tools = true\n",
+        )
+        .unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.mode_for("fs"), Mode::Enforce);
+        assert_eq!(cfg.mode_for("gh"), Mode::Monitor);
+        assert!(cfg.filters_denied_tools("fs"));
+        assert!(!cfg.filters_denied_tools("gh"));
+        assert_eq!(Config::default().mode_for("fs"), Mode::Enforce);
+        std::fs::write(&path, "[wrap]\nmode = \"watch\"\n").unwrap();
+        assert!(Config::load(&path).is_err());
     }
 
     #[test]

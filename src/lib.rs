@@ -26,10 +26,14 @@
 //!   input from it ([`policy::input`], pure), reads the policy directories ([`policy::source`]),
 //!   compiles and evaluates with regorus ([`policy::engine`]), hot-reloads on change, swapping only
 //!   sets that compile ([`policy::watch`]), and backs the `behavry policy` commands
-//!   ([`policy::inspect`], [`policy::testing`]).
+//!   ([`policy::inspect`], [`policy::testing`], [`policy::replay`]: recorded inputs against
+//!   another set). [`policy::visible`] finds the tools denied for every call (`filter_denied_tools`).
 //! - [`audit`]: the SQLite store ([`audit::store`]), the hash chain that makes tampering
 //!   detectable ([`audit::chain`]) and the thread that owns a wrapper's connection
-//!   ([`audit::writer`]).
+//!   ([`audit::writer`]); pinned tools ([`audit::pins`]), recorded policy inputs
+//!   ([`audit::inputs`]) and which servers run in monitor mode ([`audit::monitor`]).
+//! - [`pinning`]: tool definitions pinned by hash per server, so a changed tool is noticed
+//!   (`input.tool`); the wrapper observes each listing on a connection of its own.
 //! - [`approval`]: holds an escalated call until a person resolves it in the store (or it times
 //!   out, or the client cancels it): one waiter per wrapper, a cap on held calls.
 //! - [`tui`]: `behavry approve`, the terminal app that resolves held calls: its state and keys
@@ -41,9 +45,10 @@
 //!   the agents the approver's self-approval guard looks for.
 //! - [`cli`]: the command line, one module per command: `wrap` (runs the proxy), `log` (reads
 //!   the audit trail, `--events` too), `approve` (runs the TUI), `policy` (`check`, `eval`,
-//!   `bench`, `test`, `add`, `list`, one file each), `hook` (run by Claude Code for each of its
-//!   tool calls), `paths`, the set-up commands (`init`,
-//!   `claude`, `demo`, `completions`, `man`), and the hidden `mock-server`.
+//!   `bench`, `test`, `add`, `list`, `replay`, one file each), `tools` (pinned tools, their
+//!   diffs, trusting them), `hook` (run by Claude Code for each of its tool calls), `paths`, the
+//!   set-up commands (`init`, `claude`, `demo`, `completions`, `man`), and the hidden
+//!   `mock-server`.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
 //!   that never reads stderr cannot stall the proxy.
@@ -60,6 +65,7 @@ pub mod display;
 pub mod hook;
 pub mod mock;
 pub mod notes;
+pub mod pinning;
 pub mod policy;
 pub mod proxy;
 pub mod tui;

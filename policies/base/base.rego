@@ -11,6 +11,7 @@
 #   read of a secret (~/.ssh, ~/.aws, .env*, keychains, …)        escalate
 #   anything else on a secret (write, delete, …)                  deny
 #   anything on behavry's config, policies or database            deny
+#   a tool whose definition changed since it was trusted         escalate
 #
 # Deny beats escalate beats allow, so the last rows win over the first. A call that names several
 # paths is decided once per path and the strictest answer wins. The facts about the call (secret,
@@ -91,4 +92,20 @@ reasons contains sprintf("writes outside the project (%s) need approval", [input
 reasons contains "writes need approval when no project directory is known (CLAUDE_PROJECT_DIR is unset)" if {
 	input.action.type == "write"
 	not input.session.project_dir
+}
+
+# A tool whose definition changed since it was trusted ("rug pull"): behavry pins every tool a
+# server lists (input.tool, see `behavry tools`). A tool that now describes itself differently,
+# takes other arguments or claims other hints may do something else than what was trusted, so
+# each call to it waits for a person until someone trusts the new definition.
+escalate if input.tool.changed
+
+reasons contains msg if {
+	input.tool.changed
+	server := input.resource.server
+	name := input.action.name
+	msg := sprintf(
+		"%s changed its %s since it was trusted; review with `behavry tools diff %s %s`, accept with `behavry tools trust %s %s`",
+		[input.action.tool, concat(" and ", input.tool.changes), server, name, server, name],
+	)
 }

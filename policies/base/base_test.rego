@@ -112,3 +112,27 @@ test_behavry_dirs_inside_the_project_are_still_protected if {
 	inp := object.union(call("write", "/home/dev/code/.behavry/behavry.db"), {"behavry": {"protected": ["/home/dev/code/.behavry"]}})
 	data.behavry.decision.decision == "deny" with input as inp
 }
+
+# Calls to a read tool as tool pinning describes it (input.tool).
+tool_call(tool) := {
+	"action": {"type": "read", "tool": "fs/read_file", "name": "read_file"},
+	"resource": {"server": "fs", "paths": []},
+	"tool": tool,
+}
+
+test_a_trusted_tool_is_decided_as_before if {
+	data.behavry.decision.decision == "allow" with input as tool_call({"changed": false, "changes": []})
+	data.behavry.decision.decision == "allow" with input as tool_call({"changed": false, "new": true})
+}
+
+test_a_tool_without_pins_is_decided_as_before if {
+	data.behavry.decision.decision == "allow" with input as tool_call(null)
+}
+
+test_a_changed_tool_waits_for_a_person_and_says_what_changed if {
+	d := data.behavry.decision with input as tool_call({"changed": true, "changes": ["description", "schema"]})
+	d.decision == "escalate"
+	some reason in d.reasons
+	contains(reason, "fs/read_file changed its description and schema since it was trusted")
+	contains(reason, "`behavry tools trust fs read_file`")
+}

@@ -30,6 +30,12 @@ pub enum Kind {
     RefusedFrame,
     /// A client session: who the client said it was, and what was negotiated.
     Session,
+    /// A pinned tool was added, changed, removed or restored by the server (see `pinning`).
+    ToolChange,
+    /// A person trusted a tool's current definition (`behavry tools trust`).
+    ToolTrust,
+    /// Tools removed from a `tools/list` answer because the policies deny every call to them.
+    ToolsHidden,
 }
 
 impl Kind {
@@ -45,6 +51,9 @@ impl Kind {
             Kind::Checkpoint => "checkpoint",
             Kind::RefusedFrame => "refused_frame",
             Kind::Session => "session",
+            Kind::ToolChange => "tool_change",
+            Kind::ToolTrust => "tool_trust",
+            Kind::ToolsHidden => "tools_hidden",
         }
     }
 }
@@ -286,7 +295,7 @@ impl Store {
             .query_row(
                 "SELECT d.id FROM decisions d
                  LEFT JOIN approvals a ON a.decision_id = d.id
-                 WHERE d.decision = 'escalate'
+                 WHERE d.decision = 'escalate' AND d.enforced = 1
                    AND NOT EXISTS (SELECT 1 FROM journal r WHERE r.ref_seq = d.id AND r.kind = 'resolution')
                    AND (a.state IS NULL OR a.state != 'pending')
                  LIMIT 1",
@@ -347,6 +356,11 @@ impl Store {
             .map_err(&sql)?;
         tx.execute("DELETE FROM approvals WHERE decision_id <= ?1", [through])
             .map_err(&sql)?;
+        tx.execute(
+            "DELETE FROM decision_inputs WHERE decision_id <= ?1",
+            [through],
+        )
+        .map_err(&sql)?;
         tx.execute("DELETE FROM decisions WHERE id <= ?1", [through])
             .map_err(&sql)?;
         let removed = tx

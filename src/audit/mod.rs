@@ -3,6 +3,9 @@
 //! ([`writer`]).
 
 pub mod chain;
+pub mod inputs;
+pub mod monitor;
+pub mod pins;
 pub mod store;
 pub mod writer;
 

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_approvals.sql"),
     include_str!("migrations/003_journal.sql"),
     include_str!("migrations/004_paths.sql"),
+    include_str!("migrations/005_rollout.sql"),
 ];
 
 /// How long one SQLite call waits for another process's lock.
@@ -243,6 +244,10 @@ pub struct DecisionRow {
     pub request_id: String,
     /// Set when an escalation is resolved at the moment it is recorded (`approved_session`).
     pub resolution: Option<Resolution>,
+    /// False in monitor mode: the call was forwarded whatever `decision` says.
+    pub enforced: bool,
+    /// The policy input the decision was made on (stored redacted), for `behavry policy replay`.
+    pub input: Option<Value>,
 }
 
 /// A row as `behavry log` shows it. The JSON field names are a contract for other tools.
@@ -274,6 +279,9 @@ pub struct LogEntry {
     /// Who or what resolved an escalation, and when.
     pub resolved_by: Option<String>,
     pub resolved_at: Option<String>,
+    /// False for a call decided in monitor mode: it was forwarded, and `decision` is what
+    /// enforcement would have done.
+    pub enforced: bool,
 }
 
 /// What `behavry log --stats` prints: (key, count) pairs, largest first.
@@ -300,6 +308,8 @@ pub struct LogFilter {
     pub after_id: Option<i64>,
     /// The newest N (still returned oldest first).
     pub limit: Option<u64>,
+    /// Only rows decided in enforce mode (`Some(true)`) or in monitor mode (`Some(false)`).
+    pub enforced: Option<bool>,
 }
 
 pub struct Store {
@@ -603,6 +613,9 @@ impl Store {
         if let Some(a) = filter.after_id {
             push("d.id > ?", Box::new(a));
         }
+        if let Some(e) = filter.enforced {
+            push("d.enforced = ?", Box::new(e));
+        }
         let where_sql = if clauses.is_empty() {
             String::new()
         } else {
@@ -616,7 +629,7 @@ impl Store {
                 json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts,
                 json_extract(r.body, '$.reason'),
                 CAST(round((julianday(a.expires_at) - julianday(a.created_at)) * 86400) AS INTEGER),
-                d.paths
+                d.paths, d.enforced
              FROM decisions d
              LEFT JOIN journal o ON o.ref_seq = d.id AND o.kind = 'outcome'
              LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
@@ -679,6 +692,7 @@ impl Store {
                         policy_hash: r.get(18)?,
                         resolved_by,
                         resolved_at: r.get(20)?,
+                        enforced: r.get(24)?,
                     })
                 },
             )
@@ -971,12 +985,14 @@ fn insert_decision(
         policy_hash: &row.policy_hash,
         request_id: &row.request_id,
         request_hash: hold.map(|h| h.request_hash.as_str()),
+        enforced: row.enforced,
     });
     let id = chain::append(tx, &ts, Kind::Decision, None, &body)?;
     tx.prepare_cached(
         "INSERT INTO decisions (id, ts, session_id, server, tool, method, action_type, resource_path,
-            decision, reasons, arguments, agent, requester, channel, policy_hash, request_id, paths)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            decision, reasons, arguments, agent, requester, channel, policy_hash, request_id, paths,
+            enforced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -996,10 +1012,15 @@ fn insert_decision(
             row.channel,
             row.policy_hash,
             row.request_id,
-            paths
+            paths,
+            row.enforced
         ])
-    })
-    ?;
+    })?;
+    if let Some(input) = &row.input {
+        // Kept for `behavry policy replay`, redacted like the arguments.
+        tx.prepare_cached("INSERT INTO decision_inputs (decision_id, input) VALUES (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute(params![id, chain::canonical(&redact(input))]))?;
+    }
     if let Some(hold) = hold {
         tx.execute(
             "INSERT INTO approvals (decision_id, owner_pid, owner_start, request_hash, summary, created_at, expires_at)
@@ -1051,6 +1072,7 @@ pub(super) struct DecisionFields<'a> {
     pub request_id: &'a str,
     /// For escalations: the hash of the held request.
     pub request_hash: Option<&'a str>,
+    pub enforced: bool,
 }
 
 /// A decision's journal body. Built from the same text that goes into (and is read back from)
@@ -1066,6 +1088,10 @@ pub(super) fn decision_body(f: &DecisionFields) -> Value {
     if let Some(paths) = f.paths {
         body["paths"] = json!(paths);
     }
+    // Only monitor-mode records say so: every earlier record stays as it was hashed.
+    if !f.enforced {
+        body["enforced"] = json!(false);
+    }
     body
 }
 
@@ -1077,11 +1103,12 @@ pub(super) fn decision_body_from_table(
     conn.prepare_cached(
         "SELECT d.ts, d.session_id, d.server, d.tool, d.method, d.action_type, d.resource_path, d.decision,
                 d.reasons, d.arguments, d.agent, d.requester, d.channel, d.policy_hash, d.request_id,
-                a.request_hash, d.paths
+                a.request_hash, d.paths, d.enforced
          FROM decisions d LEFT JOIN approvals a ON a.decision_id = d.id WHERE d.id = ?1",
     )?
     .query_row([id], |r| {
         let text: Vec<Option<String>> = (0..17).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+        let enforced: bool = r.get(17)?;
         let t = |i: usize| text[i].as_deref().unwrap_or("");
         Ok(chain::canonical(&decision_body(&DecisionFields {
             ts: t(0),
@@ -1101,6 +1128,7 @@ pub(super) fn decision_body_from_table(
             policy_hash: t(13),
             request_id: t(14),
             request_hash: text[15].as_deref(),
+            enforced,
         })))
     })
     .optional()
@@ -1189,6 +1217,8 @@ pub(crate) mod tests {
             policy_hash: "abc".into(),
             request_id: "1".into(),
             resolution: None,
+            enforced: true,
+            input: None,
         }
     }
 

@@ -64,13 +64,22 @@ fn list(db: &std::path::Path, json: bool) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let pending = Store::open(db)?.pending()?;
+    let mut store = Store::open(db)?;
+    let pending = store.pending()?;
+    let recent = store.query(&crate::audit::LogFilter {
+        limit: Some(200),
+        ..Default::default()
+    })?;
+    let monitored = crate::audit::monitor::monitored_servers(&recent);
     if json {
         for call in &pending {
             serde_json::to_writer(&mut out, call)?;
             writeln!(out)?;
         }
         return Ok(0);
+    }
+    if let Some(banner) = crate::audit::monitor::banner(&monitored) {
+        writeln!(out, "{banner}")?;
     }
     if pending.is_empty() {
         writeln!(out, "nothing is waiting for approval")?;

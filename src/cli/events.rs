@@ -93,6 +93,11 @@ fn summary(row: &EventEntry) -> String {
                 sha.get(..12).unwrap_or(&sha)
             );
         }
+        "tool_change" | "tool_trust" | "tools_hidden" => {
+            // Tool names and descriptions are the server's text: inert before they are printed.
+            let line = crate::pinning::event_summary(&row.kind, &row.detail);
+            return crate::display::escape(&line).into_owned();
+        }
         "session" => {
             return format!(
                 "client {} {}, protocol {}",

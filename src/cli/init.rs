@@ -187,6 +187,7 @@ pub fn config_sections() -> Vec<Section> {
         audit,
         approve,
         hook,
+        servers,
     } = Config::default();
     let AgentConfig {
         id: _,
@@ -204,7 +205,11 @@ pub fn config_sections() -> Vec<Section> {
         tools_list_wait_ms,
         approval,
         max_held,
+        mode,
+        filter_denied_tools,
     } = wrap;
+    let mode = format!("{mode:?}").to_lowercase();
+    debug_assert!(servers.is_empty());
     let approval = format!("{approval:?}").to_lowercase();
     let ApproveConfig { bell, title } = approve;
     let AuditConfig { durability } = audit;
@@ -297,6 +302,19 @@ pub fn config_sections() -> Vec<Section> {
                     "max_held",
                     max_held,
                     "How many calls one wrapper holds for approval at once; more are denied at once.",
+                ),
+                default(
+                    "mode",
+                    quoted(&mode),
+                    "\"enforce\", or \"monitor\": every call is decided and recorded but forwarded \
+                     whatever the decision (`behavry log --would deny` lists what would have been \
+                     blocked). Not protection: see docs/rollout.md. A [servers.<name>] table with \
+                     `mode` or `filter_denied_tools` overrides these for one server.",
+                ),
+                default(
+                    "filter_denied_tools",
+                    filter_denied_tools,
+                    "Remove tools the policies deny for every call from the server's tools/list answers.",
                 ),
             ],
         },

@@ -94,14 +94,16 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
         return super::events::run(args, &store, since, json);
     }
     let default_limit = (format == Format::Table).then_some(50);
+    let monitored = args.would.is_some();
     let mut filter = LogFilter {
-        decision: args.decision,
+        decision: args.decision.or(args.would),
         server: args.server,
         tool: args.tool,
         session: args.session,
         since,
         after_id: None,
         limit: args.limit.or(default_limit).filter(|&l| l > 0),
+        enforced: monitored.then_some(false),
     };
     let colour =
         format == Format::Table && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -139,7 +141,7 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
 }
 
 /// The stored timestamp of `age` ago.
-fn ago(age: Duration, flag: &str) -> anyhow::Result<String> {
+pub(super) fn ago(age: Duration, flag: &str) -> anyhow::Result<String> {
     let too_large = || anyhow::anyhow!("{flag} is too large");
     let age = time::Duration::try_from(age).map_err(|_| too_large())?;
     let then = time::OffsetDateTime::now_utc()
@@ -215,6 +217,7 @@ const CSV_FIELDS: &[&str] = &[
     "request_id",
     "resolved_by",
     "resolved_at",
+    "enforced",
     "paths",
     "arguments",
 ];
@@ -290,10 +293,16 @@ fn table_row(row: &LogEntry, colour: bool) -> String {
         .duration_ms
         .map(|d| format!("{d:.1}"))
         .unwrap_or_default();
+    // A monitor-mode row was forwarded whatever its decision says: it must not read as enforced.
+    let resolution = if row.enforced {
+        escape(row.resolution.as_deref().unwrap_or("-"))
+    } else {
+        "MONITOR (fwd)".into()
+    };
     // Every stored string is escaped (the client chose most of them) and padded by display width.
     format!(
         "{time:<19}  {decision_cell}  {}  {}  {}  {}  {}  {ms:>7}  {}",
-        pad(&escape(row.resolution.as_deref().unwrap_or("-")), 16),
+        pad(&resolution, 16),
         pad(&clip(&tool, 24), 24),
         pad(&escape(&row.action_type), 7),
         pad(&path_cell(row, 30), 30),
@@ -393,10 +402,11 @@ mod tests {
             policy_hash: "h".into(),
             resolved_by: None,
             resolved_at: None,
+            enforced: true,
         };
         assert_eq!(
             csv_row(&row),
-            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,\"[\"\"/a,b\"\",\"\"/c\"\"]\",\"{\"\"k\"\":1}\""
+            "t,s,fs,write_file,tools/call,write,\"/a,b\",deny,,\"say \"\"no\"\"; twice\",,1.5,h,a,r,c,7,,,true,\"[\"\"/a,b\"\",\"\"/c\"\"]\",\"{\"\"k\"\":1}\""
         );
     }
 
@@ -425,6 +435,7 @@ mod tests {
             policy_hash: "h".into(),
             resolved_by: None,
             resolved_at: None,
+            enforced: true,
         };
         let line = table_row(&row, false);
         assert!(!line.chars().any(crate::display::is_unsafe), "{line:?}");
@@ -440,6 +451,11 @@ mod tests {
             at(&line),
             crate::display::width(header().split("REASONS").next().unwrap_or(""))
         );
+        // A monitor-mode row says so where an enforced one shows how an escalation ended.
+        row.enforced = false;
+        let monitored = table_row(&row, false);
+        assert!(monitored.contains("MONITOR (fwd)"), "{monitored}");
+        assert_eq!(at(&monitored), at(&line));
     }
 
     #[test]
@@ -473,6 +489,7 @@ mod tests {
             policy_hash: "h".into(),
             resolved_by: None,
             resolved_at: None,
+            enforced: true,
         };
         assert_eq!(path_cell(&row, 30), "-");
         row.paths = vec!["/prod/app/config.yaml".into()];

@@ -8,6 +8,7 @@ mod hook;
 mod init;
 mod log;
 mod policy;
+mod tools;
 mod wrap;
 
 use clap::CommandFactory as _;
@@ -49,6 +50,7 @@ enum Command {
     Approve(ApproveArgs),
     Policy(policy::PolicyArgs),
     Hook(HookArgs),
+    Tools(tools::ToolsArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
     /// Write a commented config.toml and the default policies (never overwrites)
@@ -90,6 +92,11 @@ struct WrapArgs {
     /// approval_timeout_secs in config.toml]
     #[arg(long, value_name = "SECS")]
     approval_timeout: Option<u64>,
+    /// Monitor mode: decide and record every call, but forward it whatever the decision (for
+    /// trying policies before they block anything; `behavry log --would deny` lists what would
+    /// have been blocked)
+    #[arg(long)]
+    monitor: bool,
     /// The MCP server command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -147,6 +154,10 @@ struct LogArgs {
     /// Only this decision
     #[arg(long, value_parser = ["allow", "deny", "escalate"])]
     decision: Option<String>,
+    /// Only calls decided in monitor mode (forwarded) whose decision was this: what enforcement
+    /// would have done (`--would deny`: what it would have blocked)
+    #[arg(long, value_name = "DECISION", value_parser = ["allow", "deny", "escalate"], conflicts_with = "decision")]
+    would: Option<String>,
     /// Only this server
     #[arg(long)]
     server: Option<String>,
@@ -207,6 +218,7 @@ pub fn main() -> i32 {
         Command::Approve(args) => approve::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Hook(args) => hook::run(args),
+        Command::Tools(args) => tools::run(args),
         Command::Paths => paths(),
         Command::Init => init::run(),
         Command::Claude(args) => claude::run(args),

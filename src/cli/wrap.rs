@@ -14,7 +14,7 @@ use crate::proxy::{self, child, WrapOptions};
 
 pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
     let paths = Paths::resolve()?;
-    let config = Config::load(&paths.config_file())?;
+    let mut config = Config::load(&paths.config_file())?;
     let Some((program, rest)) = args.command.split_first() else {
         anyhow::bail!("no server command given; usage: behavry wrap -- <command> [args...]");
     };
@@ -23,6 +23,9 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         Some(name) => anyhow::bail!("--name {name:?} must be non-empty and contain no '/'"),
         None => child::default_server_name(program, rest),
     };
+    if args.monitor {
+        config.servers.entry(server.clone()).or_default().mode = Some(crate::config::Mode::Monitor);
+    }
     let mut policy_dirs = vec![paths.policy_dir()];
     policy_dirs.extend(args.policies);
     let behavry_dirs = paths.behavry_dirs(&policy_dirs);
@@ -97,7 +100,8 @@ pub fn missing_separator_hint(args: &[std::ffi::OsString]) -> Option<String> {
     let mut options = Vec::new();
     while let Some(arg) = rest.next_if(|a| a.starts_with("--")) {
         options.push(arg.clone());
-        if !arg.contains('=') {
+        // `--monitor` is a switch; every other option of `wrap` takes a value.
+        if !arg.contains('=') && arg != "--monitor" {
             options.extend(rest.next().cloned());
         }
     }

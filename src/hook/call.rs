@@ -163,8 +163,11 @@ pub fn decide(
             annotations: None,
             session_seconds,
             paths,
+            tool: None,
         },
         session_approved: false,
+        // The hook answers Claude Code: there is no "forward anyway" for it to do.
+        monitor: false,
     };
     govern::decide(ctx, &as_mcp, &known, policy)
 }
@@ -228,6 +231,7 @@ mod tests {
                 annotations: None,
                 session_seconds: 3,
                 paths: &paths,
+                tool: None,
             },
         );
         (built.input, decided)

@@ -584,6 +584,8 @@ pub struct Facts<'a> {
     /// The request's [`path_args`], resolved by [`super::canon::Resolver::resolve_call`] (which
     /// reads the file system, so it runs before this pure builder).
     pub paths: &'a [PathArg],
+    /// `input.tool`: what behavry's tool pinning knows about the tool (see [`crate::pinning`]).
+    pub tool: Option<&'a Value>,
 }
 
 /// The result of building an input: the input itself and the facts the audit row repeats.
@@ -646,7 +648,7 @@ pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
     if let Some(dir) = &ctx.project_dir {
         session["project_dir"] = json!(dir);
     }
-    let input = json!({
+    let mut input = json!({
         "agent": {
             "id": ctx.agent_id.as_deref().unwrap_or(client),
             "name": ctx.agent_name.as_deref().unwrap_or(client),
@@ -665,6 +667,9 @@ pub fn build(ctx: &Context, request: &Governed, facts: &Facts) -> Built {
         "requester": { "id": ctx.requester_id, "channel": client },
         "behavry": ctx.behavry,
     });
+    if let Some(tool) = facts.tool {
+        input["tool"] = tool.clone();
+    }
     Built {
         input,
         action_type,
@@ -783,6 +788,7 @@ mod tests {
             annotations: None,
             session_seconds: 120,
             paths: &paths,
+            tool: None,
         };
         let built = build(&ctx(), &req, &facts);
         assert_eq!(built.action_type, ActionType::Write);

@@ -10,8 +10,10 @@ pub mod diagnostic;
 pub mod engine;
 pub mod input;
 pub mod inspect;
+pub mod replay;
 pub mod source;
 pub mod testing;
+pub mod visible;
 pub mod watch;
 
 pub use diagnostic::Diagnostic;

@@ -70,6 +70,8 @@ pub struct Known<'a> {
     pub input: Facts<'a>,
     /// A person approved this method and name for the rest of the session.
     pub session_approved: bool,
+    /// Monitor mode: the call is forwarded whatever the policy decides (see [`decide`]).
+    pub monitor: bool,
 }
 
 /// The outcome of [`decide`]: what happens to the call, and the row that records it.
@@ -80,20 +82,31 @@ pub struct Decided {
 }
 
 impl Decided {
-    /// Held for a person: escalated and not already approved for the session.
+    /// Held for a person: escalated, enforced, and not already approved for the session.
     pub fn held(&self) -> bool {
-        self.verdict.decision == Decision::Escalate && self.row.resolution.is_none()
+        self.row.enforced
+            && self.verdict.decision == Decision::Escalate
+            && self.row.resolution.is_none()
     }
 }
 
 /// Decides one governed call. Pure: everything that varies comes in through `known`.
+///
+/// In monitor mode the row records the policy's decision with `enforced: false` and the call is
+/// forwarded; what is refused before any policy runs (a malformed request, an ambiguous path,
+/// behavry's own files) stays refused, since no policy edit could change it.
 pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> Decided {
     let channel = known.input.client_name.unwrap_or("unknown").to_owned();
+    let mut input = None;
+    let mut enforced = !known.monitor;
     let (verdict, arguments, agent, action_type, paths) = match &call.governed {
         Ok(g) => {
             let built = input::build(ctx, g, &known.input);
             let verdict = match &built.refused {
-                Some(why) => Verdict::fail_closed(why.clone()),
+                Some(why) => {
+                    enforced = true;
+                    Verdict::fail_closed(why.clone())
+                }
                 None => explain(policy.decide(&built.input)),
             };
             let agent = built
@@ -102,6 +115,10 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
                 .and_then(Value::as_str)
                 .unwrap_or("unknown")
                 .to_owned();
+            // Replay re-evaluates what a policy decided; a refusal no policy could change is not.
+            if built.refused.is_none() {
+                input = Some(built.input);
+            }
             (
                 verdict,
                 g.arguments(),
@@ -110,18 +127,21 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
                 built.paths,
             )
         }
-        Err(reason) => (
-            Verdict::fail_closed(format!("malformed request: {reason}")),
-            call.message
-                .pointer("/params/arguments")
-                .cloned()
-                .unwrap_or(Value::Null),
-            channel.clone(),
-            "unknown",
-            Vec::new(),
-        ),
+        Err(reason) => {
+            enforced = true;
+            (
+                Verdict::fail_closed(format!("malformed request: {reason}")),
+                call.message
+                    .pointer("/params/arguments")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                channel.clone(),
+                "unknown",
+                Vec::new(),
+            )
+        }
     };
-    let approved = verdict.decision == Decision::Escalate && known.session_approved;
+    let approved = enforced && verdict.decision == Decision::Escalate && known.session_approved;
     let row = DecisionRow {
         session_id: ctx.session_id.clone(),
         server: ctx.server.clone(),
@@ -140,6 +160,8 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
         policy_hash: policy.hash.clone(),
         request_id: message::id_key(&call.id),
         resolution: approved.then_some(Resolution::ApprovedSession),
+        enforced,
+        input,
     };
     Decided { verdict, row }
 }
@@ -212,6 +234,10 @@ impl Relay {
             },
             _ => (None, None),
         };
+        let pinned = match &call.governed {
+            Ok(Governed::ToolCall { name, .. }) => self.pins.facts(name, self.tools.wait).await,
+            _ => None,
+        };
         let annotations = tool.as_ref().and_then(|t| t.get("annotations"));
         let schema = tool.as_ref().and_then(|t| t.get("inputSchema"));
         let paths = match &call.governed {
@@ -225,8 +251,10 @@ impl Relay {
                 annotations,
                 session_seconds: self.started.elapsed().as_secs(),
                 paths: &paths,
+                tool: pinned.as_ref(),
             },
             session_approved: lock(&self.session_approved).contains(&session_key),
+            monitor: self.monitor,
         };
         let mut decided = decide(&self.ctx, &call, &known, &policy);
         if let Some(why) = unlisted {
@@ -255,6 +283,7 @@ impl Relay {
             reasons: decided.verdict.reasons.clone(),
             arguments: crate::audit::store::redact(&decided.row.arguments),
         });
+        let enforced = decided.row.enforced;
         let recorded = if held {
             let expires = time::OffsetDateTime::now_utc() + self.approval_timeout;
             let hold = Hold {
@@ -332,8 +361,23 @@ impl Relay {
         if self.was_cancelled(id, &mut cancelled) {
             return;
         }
+        if !enforced && decided.verdict.decision != Decision::Allow {
+            let why = match decided.verdict.reasons.join("; ") {
+                r if r.is_empty() => String::new(),
+                r => format!(" ({})", crate::display::escape(&r)),
+            };
+            let would = if decided.verdict.decision == Decision::Deny {
+                "denied"
+            } else {
+                "held for approval"
+            };
+            note!(
+                "monitor mode: {} would be {would}{why}; forwarded",
+                crate::display::escape(&names.qualified)
+            );
+        }
         match decided.verdict.decision {
-            Decision::Deny => {
+            Decision::Deny if enforced => {
                 note!(
                     "{} was denied: {}",
                     names.shown,
@@ -727,6 +771,7 @@ mod tests {
                     ..Facts::default()
                 },
                 session_approved,
+                monitor: false,
             };
             let what = format!("{tool} {:?} session={session_approved}", paths[0].raw);
             let d = decide(&ctx(), &call(tool, json!({})), &known, &policy);
@@ -749,6 +794,58 @@ mod tests {
                 paths[0].canonical.first().map(String::as_str)
             );
         }
+    }
+
+    #[test]
+    fn monitor_mode_records_the_decision_and_forwards_the_call() {
+        let policy = seed();
+        let prod = [path("/prod/app.yaml")];
+        let tmp = [path("/tmp/x")];
+        let mut own = path("/home/alice/.config/behavry/policies/x.rego");
+        own.refused = Some("it is inside behavry's policy directory".into());
+        let own = [own];
+        // (tool, paths, session approved, decision, enforced)
+        let table: [(&str, &[PathArg], bool, Decision, bool); 5] = [
+            ("read_file", &tmp, false, Decision::Allow, false),
+            ("write_file", &prod, false, Decision::Deny, false),
+            ("delete_file", &tmp, false, Decision::Escalate, false),
+            // A session approval is not applied: nothing was held.
+            ("delete_file", &tmp, true, Decision::Escalate, false),
+            // Refused before any policy runs: no policy edit could change it, so it stays refused.
+            ("read_file", &own, false, Decision::Deny, true),
+        ];
+        for (tool, paths, session_approved, decision, enforced) in table {
+            let known = Known {
+                input: Facts {
+                    paths,
+                    ..Facts::default()
+                },
+                session_approved,
+                monitor: true,
+            };
+            let d = decide(&ctx(), &call(tool, json!({})), &known, &policy);
+            let what = format!("{tool} {}", paths[0].raw);
+            assert_eq!(d.verdict.decision, decision, "{what}");
+            assert_eq!(d.row.decision, decision.as_str(), "{what}");
+            assert_eq!(d.row.enforced, enforced, "{what}");
+            assert!(!d.held(), "{what}");
+            assert_eq!(d.row.resolution, None, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_row_carries_the_input_the_policy_saw() {
+        let known = Known::default();
+        let d = decide(
+            &ctx(),
+            &call("read_file", json!({"path": "/tmp/x"})),
+            &known,
+            &seed(),
+        );
+        let input = d.row.input.expect("input stored");
+        assert_eq!(input["action"]["tool"], "fs/read_file");
+        assert_eq!(input["action"]["arguments"]["path"], "/tmp/x");
+        assert!(d.row.enforced);
     }
 
     #[test]

@@ -125,6 +125,12 @@ struct Relay {
     guard: guard::Guard,
     /// Canonicalises the paths governed calls name.
     resolver: Arc<Resolver>,
+    /// Monitor mode: every call is decided and recorded, then forwarded whatever the decision.
+    monitor: bool,
+    /// The server's tool definitions pinned by hash (see [`crate::pinning`]).
+    pins: crate::pinning::Pinned,
+    /// Leave tools the policies deny for every call out of `tools/list` answers.
+    filter_denied_tools: bool,
 }
 
 /// Runs the relay until the client hangs up, `shutdown` resolves, or the server exits; returns
@@ -181,6 +187,13 @@ where
     let client_writer = tokio::spawn(pump(client_out, client_rx, None, "client stdout"));
 
     let config = &opts.config;
+    let monitor = config.mode_for(&opts.server) == crate::config::Mode::Monitor;
+    if monitor {
+        note!(
+            "MONITOR MODE for server {:?}: calls are decided and recorded but NOT enforced; every call is forwarded, including those the policies deny (set mode = \"enforce\" in config.toml to protect)",
+            opts.server
+        );
+    }
     let ctx = config.input_context(&opts.server, session_id, opts.behavry_dirs.clone());
     let resolver = Arc::new(Resolver::new(
         ctx.cwd.clone(),
@@ -212,6 +225,15 @@ where
         owner: Owner::current(),
         guard: guard::Guard::default(),
         resolver,
+        monitor,
+        pins: crate::pinning::Pinned::new(
+            opts.database.clone(),
+            &opts.server,
+            std::iter::once(opts.program.clone())
+                .chain(opts.args.iter().cloned())
+                .collect(),
+        ),
+        filter_denied_tools: config.filters_denied_tools(&opts.server),
     });
     let audit = relay.audit.clone();
     let mut deciding = relay.deciding.subscribe();
@@ -674,6 +696,7 @@ impl Relay {
             self.list_tools().await;
         }
         self.record_server_requests(&value);
+        let filtered = self.hide_denied_tools(&value, &line);
         let started = match message::classify(&value) {
             Kind::Response { .. } => self.settle(&value, &line),
             // Every element is settled (no short-circuit): each may record an outcome.
@@ -687,6 +710,7 @@ impl Relay {
             }
             _ => false,
         };
+        let line = filtered.unwrap_or(line);
         let line = self.renumber_progress(&value, &line).unwrap_or(line);
         let _ = self.to_client.send(line).await;
         if started {

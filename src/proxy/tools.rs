@@ -177,7 +177,10 @@ impl Relay {
     /// Ends a listing: a complete one replaces the catalogue; a failed one leaves it as it was.
     fn tools_listed(&self, tools: Option<HashMap<String, Value>>, why: &str) {
         match tools {
-            Some(tools) => *lock(&self.tools.defs) = tools,
+            Some(tools) => {
+                self.pins.observe(tools.clone());
+                *lock(&self.tools.defs) = tools;
+            }
             None => note!(
                 "could not read the server's tool list ({}); tool calls are decided by their names alone",
                 crate::display::escape(why)
@@ -190,6 +193,50 @@ impl Relay {
     /// as behavry's; it only adds or refreshes tools).
     pub(super) fn client_tools_page(&self, result: &Value) {
         Tools::read_page(result, &mut lock(&self.tools.defs));
+    }
+
+    /// With `filter_denied_tools`, the server's answer to a client's `tools/list` without the tools
+    /// the policies deny for every call (see [`crate::policy::visible`]), recorded as a
+    /// `tools_hidden` journal record; `None` to relay the answer as it is.
+    pub(super) fn hide_denied_tools(&self, response: &Value, line: &[u8]) -> Option<Vec<u8>> {
+        if !self.filter_denied_tools {
+            return None;
+        }
+        let Kind::Response { id } = message::classify(response) else {
+            return None;
+        };
+        if !matches!(
+            lock(&self.pending).get(&message::id_key(id)),
+            Some(super::Pending::ToolsList)
+        ) {
+            return None;
+        }
+        let mut full = message::full_response(line, id)?;
+        let policy = self.policy.current();
+        let tools = full.pointer_mut("/result/tools")?.as_array_mut()?;
+        let mut hidden = Vec::new();
+        tools.retain(|tool| {
+            match crate::policy::visible::always_denied(&self.ctx, tool, &policy) {
+                Some(reasons) => {
+                    hidden.push(json!({"name": tool.get("name"), "reasons": reasons}));
+                    false
+                }
+                None => true,
+            }
+        });
+        if hidden.is_empty() {
+            return None;
+        }
+        note!(
+            "hid {} tool(s) the policies deny for every call from the client's tool list",
+            hidden.len()
+        );
+        self.audit.event(
+            crate::audit::chain::Kind::ToolsHidden,
+            json!({"session_id": self.ctx.session_id, "server": self.ctx.server,
+                   "policy_hash": policy.hash, "tools": hidden}),
+        );
+        Some(full.to_string().into_bytes())
     }
 
     /// The definition of tool `name` for deciding a call to it: waits (bounded) for a listing in

@@ -43,6 +43,10 @@ pub fn draw(state: &State, frame: &mut Frame) -> Viewport {
     if state.groups.len() < count {
         heading.push_str(&format!(" (in {} groups)", state.groups.len()));
     }
+    let monitored = crate::audit::monitor::monitored_servers(&state.recent);
+    if let Some(banner) = crate::audit::monitor::banner(&monitored) {
+        heading = format!("{banner} | {heading}");
+    }
     frame.render_widget(Line::from(heading).bold(), title);
     draw_footer(state, frame, footer);
     if state.mode == Mode::Full {
@@ -621,12 +625,24 @@ mod tests {
             policy_hash: "h".into(),
             resolved_by: None,
             resolved_at: None,
+            enforced: true,
         };
-        state.refresh(vec![], vec![row], at("2026-11-25T10:00:30Z"));
+        state.refresh(vec![], vec![row.clone()], at("2026-11-25T10:00:30Z"));
         let screen = render_at(&state, 120, 40);
         assert!(
             screen.contains("escalate  approved_session  fs/write_file"),
             "{screen}"
         );
+        assert!(!screen.contains("MONITOR"), "{screen}");
+        // A server in monitor mode is named in the header: its calls never come here.
+        let monitored = crate::audit::LogEntry {
+            id: 2,
+            enforced: false,
+            ..row
+        };
+        state.refresh(vec![], vec![monitored], at("2026-11-25T10:00:31Z"));
+        let screen = render_at(&state, 120, 40);
+        let header = screen.lines().next().unwrap_or("");
+        assert!(header.starts_with("MONITOR mode (fs)"), "{screen}");
     }
 }

@@ -316,10 +316,13 @@ pub fn node_modules() -> &'static Path {
     READY.get_or_init(|| {
         let dir = e2e_dir();
         let modules = dir.join("node_modules");
-        if !modules
-            .join("@modelcontextprotocol/server-filesystem/package.json")
-            .exists()
-        {
+        let installed = [
+            "@modelcontextprotocol/server-filesystem",
+            "@modelcontextprotocol/server-everything",
+        ]
+        .iter()
+        .all(|p| modules.join(p).join("package.json").exists());
+        if !installed {
             let status = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir)

@@ -16,6 +16,7 @@ mod launch;
 mod messages_api;
 mod paths;
 mod policy;
+mod rollout;
 mod setup;
 mod stderr;
 mod wrap;

@@ -14,11 +14,14 @@ use super::{sqlite_err, Store, StoreError};
 use crate::audit::chain::Kind;
 
 /// The journal kinds `--events` shows.
-const KINDS: [Kind; 4] = [
+const KINDS: [Kind; 7] = [
     Kind::PolicyReload,
     Kind::PolicyReloadFailed,
     Kind::RefusedFrame,
     Kind::Session,
+    Kind::ToolChange,
+    Kind::ToolTrust,
+    Kind::ToolsHidden,
 ];
 
 /// How many bytes of a refused line the journal keeps (its SHA-256 covers all of it).

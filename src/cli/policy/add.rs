@@ -24,7 +24,10 @@ use crate::policy::{inspect, PolicySet};
     Otherwise nothing changes and the errors are printed. Running wrappers reload it within a second.\n\n\
     Files in the same package add up: a new file in `package behavry.authz` next to an installed one \
     puts the rules of both in force, and `add` warns about it. --replace FILE installs the new file \
-    instead of FILE: the set is checked without FILE, the new file is written, then FILE is removed.")]
+    instead of FILE: the set is checked without FILE, the new file is written, then FILE is removed.\n\n\
+    Before installing, the new set is replayed against the calls of the last 7 days (`behavry policy \
+    replay`); if any decision would change, the summary is shown and, on a terminal, you are asked \
+    to confirm (--yes skips the question).")]
 pub(super) struct AddArgs {
     /// The .rego policy (or .json data document) to install
     #[arg(value_name = "FILE")]
@@ -36,6 +39,9 @@ pub(super) struct AddArgs {
     /// place, so FILE takes its place instead of adding to it
     #[arg(long, value_name = "FILE")]
     replace: Option<PathBuf>,
+    /// Do not ask before installing a policy that changes decisions of the last 7 days
+    #[arg(long)]
+    yes: bool,
 }
 
 pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
@@ -124,6 +130,10 @@ pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
         }
     }
 
+    if !confirm_replay(&set, args.yes)? {
+        eprintln!("not installed: nothing was changed");
+        return Ok(1);
+    }
     let replaced = dest.exists();
     install(&dir, &name, text.as_bytes())
         .with_context(|| format!("cannot install {}", dest.display()))?;
@@ -155,6 +165,32 @@ pub(super) fn add(args: AddArgs) -> anyhow::Result<i32> {
         now.hash
     )?;
     Ok(0)
+}
+
+/// Replays the last 7 days against the set as it would be and shows what would change; whether
+/// to go on (always with `yes`, else a person at the terminal says so).
+fn confirm_replay(set: &PolicySet, yes: bool) -> anyhow::Result<bool> {
+    const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+    let Some(report) = super::replay::run(set, WEEK, None)? else {
+        return Ok(true);
+    };
+    let mut err = std::io::stderr().lock();
+    if report.changed.is_empty() {
+        writeln!(err, "replay of the last 7 days: {}", report.summary())?;
+        return Ok(true);
+    }
+    writeln!(err, "replay of the last 7 days:")?;
+    super::replay::print(&mut err, &report, 3)?;
+    // Without a person at a terminal (a script, CI) the summary is all: nobody could answer.
+    use std::io::IsTerminal;
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    write!(err, "install anyway? [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// The file name to install under: `--name` (with the file's extension added when missing), or

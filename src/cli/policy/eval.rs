@@ -219,9 +219,23 @@ fn input_from_mcp(
         ctx.home.clone(),
         paths.own_dirs(dirs),
     );
-    let resolved = resolver.resolve_call(&input::path_args(&governed, None));
+    // The tool as the wrapper last listed it (pinned in the store): its annotations and schema
+    // decide the action type and where its paths are, so eval agrees with the live wrapper.
+    let pin = match &governed {
+        Governed::ToolCall { name, .. } if paths.database().exists() => {
+            let store = crate::audit::Store::open(&paths.database())?;
+            crate::audit::pins::latest(&store, server, name)?
+        }
+        _ => None,
+    };
+    let definition = pin.as_ref().and_then(|p| p.current_definition.as_ref());
+    let schema = definition.and_then(|d| d.get("inputSchema"));
+    let tool = pin.as_ref().map(crate::pinning::facts);
+    let resolved = resolver.resolve_call(&input::path_args(&governed, schema));
     let facts = input::Facts {
         paths: &resolved,
+        annotations: definition.and_then(|d| d.get("annotations")),
+        tool: tool.as_ref(),
         ..input::Facts::default()
     };
     let built = input::build(&ctx, &governed, &facts);

@@ -20,6 +20,7 @@ mod bench;
 mod check;
 mod eval;
 mod list;
+mod replay;
 mod test;
 
 /// The package whose rules decide calls, as `package` lines spell it.
@@ -33,7 +34,8 @@ const AUTHZ: &[&str] = &["behavry", "authz"];
     behavry policy bench --input input.json -n 10000\n  \
     behavry policy test policies/\n  \
     behavry policy add my-first-policy.rego\n  \
-    behavry policy list\n\n\
+    behavry policy list\n  \
+    behavry policy replay --policies ./candidate\n\n\
     Policies are .rego files (rules in `package behavry.authz`: allow, deny, escalate, reasons) and .json \
     data documents (merged into `data`) in the policy directory (`behavry paths`). Running wrappers reload \
     them when they change; a set that does not compile never replaces a good one.")]
@@ -50,6 +52,7 @@ enum PolicyCommand {
     Test(test::TestArgs),
     Add(add::AddArgs),
     List(list::ListArgs),
+    Replay(replay::ReplayArgs),
 }
 
 pub fn run(args: PolicyArgs) -> anyhow::Result<i32> {
@@ -60,6 +63,7 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<i32> {
         PolicyCommand::Test(args) => test::test(args),
         PolicyCommand::Add(args) => add::add(args),
         PolicyCommand::List(args) => list::list(args),
+        PolicyCommand::Replay(args) => replay::replay(args),
     }
 }
 
