@@ -109,3 +109,25 @@ reasons contains msg if {
 		[input.action.tool, concat(" and ", input.tool.changes), server, name, server, name],
 	)
 }
+
+# Claude Code's own tools (`behavry hook`) are judged by claude_code.rego, in a package of its
+# own: an MCP call pays for these four checks, not for every rule of that file.
+allow if {
+	startswith(input.action.tool, "claude-code/")
+	data.behavry.claude_code.allow
+}
+
+escalate if {
+	startswith(input.action.tool, "claude-code/")
+	data.behavry.claude_code.escalate
+}
+
+deny if {
+	startswith(input.action.tool, "claude-code/")
+	data.behavry.claude_code.deny
+}
+
+reasons contains reason if {
+	startswith(input.action.tool, "claude-code/")
+	some reason in data.behavry.claude_code.reasons
+}

@@ -24,7 +24,7 @@
 #                                      "web_domains": ["docs.example.com"]}}
 # adds to the lists below. Escalations cannot be relaxed from another file (escalate beats
 # allow): edit this one for that.
-package behavry.authz
+package behavry.claude_code
 
 import rego.v1
 

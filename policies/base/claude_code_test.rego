@@ -45,11 +45,11 @@ bash(command, paths) := decision("Bash", {"command": command}, paths)
 
 # The rules of this file alone.
 rule(name, tool, arguments, paths) := v if {
-	v := data.behavry.authz[name] with input as call(tool, arguments, paths)
+	v := data.behavry.claude_code[name] with input as call(tool, arguments, paths)
 }
 
 harmless(command, paths) if {
-	data.behavry.authz.claude_code_harmless with input as call("Bash", {"command": command}, paths)
+	data.behavry.claude_code.claude_code_harmless with input as call("Bash", {"command": command}, paths)
 }
 
 test_looking_inside_the_project_is_allowed if {
@@ -170,9 +170,9 @@ test_web_domains if {
 }
 
 test_the_lists_can_be_extended_with_data if {
-	data.behavry.authz.claude_code_harmless with input as call("Bash", {"command": "jq . a.json"}, [])
+	data.behavry.claude_code.claude_code_harmless with input as call("Bash", {"command": "jq . a.json"}, [])
 		with data.claude_code as {"read_only_commands": ["jq"]}
-	data.behavry.authz.claude_code_web_allowed with input as call("WebFetch", {"url": "https://docs.example.com/a"}, [])
+	data.behavry.claude_code.claude_code_web_allowed with input as call("WebFetch", {"url": "https://docs.example.com/a"}, [])
 		with data.claude_code as {"web_domains": ["example.com"]}
 }
 
@@ -183,6 +183,6 @@ test_mcp_calls_are_untouched if {
 		"session": {"project_dir": "/home/dev/code"},
 		"behavry": behavry_dirs,
 	}
-	not data.behavry.authz.claude_code_tool with input as inp
-	count(data.behavry.authz.claude_code_touches_behavry) == 0 with input as inp
+	not data.behavry.claude_code.claude_code_tool with input as inp
+	count(data.behavry.claude_code.claude_code_touches_behavry) == 0 with input as inp
 }

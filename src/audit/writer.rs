@@ -282,10 +282,17 @@ impl AuditHandle {
         &self,
         mut job: impl FnMut(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, String> {
-        if let Some(done) = self.try_here(&mut job) {
-            return done;
+        let here = self.try_here(&mut job);
+        // Decisions queued while this held the connection are this holder's to commit.
+        if let (Some(shared), Ok(thread)) = (&self.shared, &self.inner) {
+            if shared.decisions_waiting() {
+                lead(shared, thread);
+            }
         }
-        self.on_thread(job).await
+        match here {
+            Some(done) => done,
+            None => self.on_thread(job).await,
+        }
     }
 
     /// Runs `job` on the calling thread when the connection is free, the store is open, commits
@@ -565,6 +572,15 @@ fn lead(shared: &Arc<Shared>, thread: &mpsc::Sender<Command>) {
 /// How long the audit thread must be idle before it folds the WAL back into the database.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
 
+/// Commits decisions that were queued while the thread held the connection and so found it busy:
+/// each holder commits what is waiting after it lets go (see [`lead`]).
+fn commit_waiting(shared: &Shared) {
+    while shared.decisions_waiting() {
+        let mut opener = shared.opener();
+        shared.commit_decisions(&mut opener, true);
+    }
+}
+
 fn serve(shared: &Shared, rx: mpsc::Receiver<Command>) {
     // Checkpoints copy the WAL into the database and may fsync; SQLite runs them inside whichever
     // commit crosses the threshold, stalling that call. Run them while idle instead.
@@ -584,6 +600,8 @@ fn serve(shared: &Shared, rx: mpsc::Receiver<Command>) {
                 shared.dirty.store(true, Ordering::Relaxed);
                 // Decisions queued while this job held the connection.
                 shared.commit_decisions(&mut opener, true);
+                drop(opener);
+                commit_waiting(shared);
             }
             Ok(Command::Finish) | Err(RecvTimeoutError::Disconnected) => {
                 let mut opener = shared.opener();
@@ -600,6 +618,8 @@ fn serve(shared: &Shared, rx: mpsc::Receiver<Command>) {
                         store.checkpoint();
                     }
                 }
+                drop(opener);
+                commit_waiting(shared);
             }
         }
     }
