@@ -39,7 +39,10 @@ impl Setup {
             String::from_utf8_lossy(&init.stderr)
         );
         let project_dir = tempfile::tempdir().expect("tempdir");
-        let project = project_dir.path().canonicalize().expect("canonical project");
+        let project = project_dir
+            .path()
+            .canonicalize()
+            .expect("canonical project");
         let outside_dir = tempfile::tempdir().expect("tempdir");
         let outside = outside_dir.path().canonicalize().expect("canonical dir");
         Setup {
@@ -165,7 +168,12 @@ fn write_inside_the_project_runs_and_its_outcome_is_logged() {
     assert_eq!(rows.len(), 1, "{rows:?}\n{report}");
     let row = &rows[0];
     assert_eq!(
-        (&row["server"], &row["tool"], &row["decision"], &row["outcome"]),
+        (
+            &row["server"],
+            &row["tool"],
+            &row["decision"],
+            &row["outcome"]
+        ),
         (
             &json!("claude-code"),
             &json!("Write"),
