@@ -16,7 +16,7 @@ use crate::messages_api::{result_text, MessagesApi, ToolUse};
 use serde_json::{json, Value};
 
 /// How long one `claude -p` run may take before the test gives up on it.
-const CLAUDE_WAIT: Duration = Duration::from_secs(180);
+pub(crate) const CLAUDE_WAIT: Duration = Duration::from_secs(180);
 
 /// Reads and lists are allowed; writes to `locked.txt` are denied with a reason; other writes wait
 /// for a person.
@@ -139,59 +139,17 @@ impl Setup {
 
     /// Starts `claude -p PROMPT` with only the `fs` server and `tools` allowed.
     fn spawn(&self, prompt: &str, tools: &[&str]) -> Run {
-        let mut cmd = Command::new(claude_code());
+        let mut cmd = claude_command(self.user_home.path(), &self.api, &self.root);
         cmd.args(["-p", prompt, "--mcp-config"])
             .arg(self.mcp_config())
             .args(["--strict-mcp-config", "--allowedTools", &tools.join(",")])
-            .args(["--output-format", "stream-json", "--verbose"])
-            .current_dir(&self.root)
-            // Nothing from the developer's own setup: no real key, no real config, no proxy.
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.user_home.path())
-            .env("ANTHROPIC_BASE_URL", self.api.base_url())
-            .env("ANTHROPIC_API_KEY", "dummy")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            // By default `claude -p` asks the model after at most 5 s even when an MCP server is
-            // still connecting (its tools missing); behavry and node take longer on a busy machine.
-            // Measured on 2.1.197: both variables are needed to make it wait.
-            .env("MCP_CONNECTION_NONBLOCKING", "false")
-            .env(
-                "MCP_CONNECT_TIMEOUT_MS",
-                CLAUDE_WAIT.as_millis().to_string(),
-            )
-            .env("MCP_TIMEOUT", CLAUDE_WAIT.as_millis().to_string())
-            .env("BEHAVRY_HOME", self.home.path())
-            .env("USER", "tester")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn claude");
-        let stdout = reader(child.stdout.take());
-        let stderr = reader(child.stderr.take());
-        Run {
-            child,
-            stdout,
-            stderr,
-        }
+            .env("BEHAVRY_HOME", self.home.path());
+        Run::spawn(cmd)
     }
 
     /// What went on, for failure messages: Claude Code's output and the stand-in's request log.
     fn report(&self, run: &Finished) -> String {
-        format!(
-            "claude exit: {:?}\n--- claude stderr ---\n{}\n--- claude stdout ---\n{}\n--- requests to the stand-in ---\n{}",
-            run.code,
-            run.stderr,
-            // stream-json: one event a line; the first lists every tool and goes on for pages.
-            run.stdout
-                .lines()
-                .map(|l| l.chars().take(1500).collect::<String>())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            self.api.transcript()
-        )
+        report(run, &self.api)
     }
 
     /// The `tool_result` the model got for the `n`th scripted call; fails with the whole story.
@@ -205,6 +163,57 @@ impl Setup {
     }
 }
 
+/// What went on, for failure messages: Claude Code's output and the stand-in's request log.
+pub(crate) fn report(run: &Finished, api: &MessagesApi) -> String {
+    format!(
+        "claude exit: {:?}\n--- claude stderr ---\n{}\n--- claude stdout ---\n{}\n--- requests to the stand-in ---\n{}",
+        run.code,
+        run.stderr,
+        // stream-json: one event a line; the first lists every tool and goes on for pages.
+        run.stdout
+            .lines()
+            .map(|l| l.chars().take(1500).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        api.transcript()
+    )
+}
+
+/// `claude` (with `-p` and its arguments still to add) isolated from the developer's own setup:
+/// `user_home` as HOME, `api` as the model, stream-json on stdout, run in `cwd`.
+pub(crate) fn claude_command(
+    user_home: &std::path::Path,
+    api: &MessagesApi,
+    cwd: &std::path::Path,
+) -> Command {
+    let mut cmd = Command::new(claude_code());
+    cmd.args(["--output-format", "stream-json", "--verbose"])
+        .current_dir(cwd)
+        // Nothing from the developer's own setup: no real key, no real config, no proxy.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", user_home)
+        .env("ANTHROPIC_BASE_URL", api.base_url())
+        .env("ANTHROPIC_API_KEY", "dummy")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        // By default `claude -p` asks the model after at most 5 s even when an MCP server is
+        // still connecting (its tools missing); behavry and node take longer on a busy machine.
+        // Measured on 2.1.197: both variables are needed to make it wait.
+        .env("MCP_CONNECTION_NONBLOCKING", "false")
+        .env(
+            "MCP_CONNECT_TIMEOUT_MS",
+            CLAUDE_WAIT.as_millis().to_string(),
+        )
+        .env("MCP_TIMEOUT", CLAUDE_WAIT.as_millis().to_string())
+        .env("USER", "tester")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 fn reader(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut text = String::new();
@@ -216,21 +225,33 @@ fn reader(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<S
 }
 
 /// A `claude -p` process.
-struct Run {
+pub(crate) struct Run {
     child: Child,
     stdout: std::thread::JoinHandle<String>,
     stderr: std::thread::JoinHandle<String>,
 }
 
-struct Finished {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Finished {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
+    /// Starts `cmd` (from [`claude_command`]) and collects its output.
+    pub(crate) fn spawn(mut cmd: Command) -> Run {
+        let mut child = cmd.spawn().expect("spawn claude");
+        let stdout = reader(child.stdout.take());
+        let stderr = reader(child.stderr.take());
+        Run {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
     /// Waits for Claude Code to exit (killing it after [`CLAUDE_WAIT`]).
-    fn finish(mut self) -> Finished {
+    pub(crate) fn finish(mut self) -> Finished {
         let status = wait_timeout(&mut self.child, CLAUDE_WAIT);
         if status.is_none() {
             let _ = self.child.kill();

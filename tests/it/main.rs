@@ -6,6 +6,7 @@ mod approve_tui;
 mod attacks;
 mod audit;
 mod claude_code;
+mod claude_hook;
 mod common;
 mod e2e;
 mod elicit;
