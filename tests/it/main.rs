@@ -19,4 +19,5 @@ mod policy;
 mod rollout;
 mod setup;
 mod stderr;
+mod transparent;
 mod wrap;
