@@ -212,3 +212,91 @@ fn server_everything_direct_and_wrapped_give_the_same_results() {
     assert_eq!(rows.len(), results + reads + prompts, "{rows:?}");
     assert!(rows.iter().all(|r| r["decision"] == "allow"), "{rows:?}");
 }
+
+/// Deciding `peek` loops over 50 000 numbers (~200 ms in a debug build); `echo` and `progress`
+/// are allowed by cheap rules whose first line fails for `peek`, and the reverse.
+const SLOW_FOR_PEEK: &str = r#"package behavry.authz
+import rego.v1
+allow if input.action.name in {"echo", "progress"}
+allow if {
+	input.action.name == "peek"
+	count([x | some x in numbers.range(1, 50000); x % 7 == 3]) > 0
+}
+"#;
+
+/// While several slow decisions are under way, pings, a fast call, and the server's progress
+/// notifications for it all get through first: a slow policy holds up only the calls it decides.
+#[test]
+fn a_slow_policy_stalls_only_the_calls_it_is_deciding() {
+    let home = Home::with_policy("slow.rego", SLOW_FOR_PEEK);
+    // The default limit (250 ms) is close to this policy's running time on a busy machine.
+    home.config("[wrap]\neval_timeout_ms = 60000\n");
+    let mut w = home.wrap_mock();
+    w.initialize();
+
+    let slow = [json!(1), json!(2), json!(3)];
+    for id in &slow {
+        w.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "peek", "arguments": {}}}));
+    }
+    w.send(json!({"jsonrpc": "2.0", "id": "ping-1", "method": "ping"}));
+    w.send(
+        json!({"jsonrpc": "2.0", "id": "echo", "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "fast"}}}),
+    );
+    w.send(
+        json!({"jsonrpc": "2.0", "id": "progress", "method": "tools/call",
+        "params": {"name": "progress", "arguments": {}, "_meta": {"progressToken": "t"}}}),
+    );
+    w.send(json!({"jsonrpc": "2.0", "id": "ping-2", "method": "ping"}));
+
+    // Every frame in the order it arrived: answers by id, notifications by method.
+    let mut order = Vec::new();
+    let mut answers = Vec::new();
+    while answers.len() < 7 {
+        let frame = w.recv();
+        match frame.get("id") {
+            Some(id) => {
+                order.push(id.to_string());
+                answers.push(frame);
+            }
+            None => order.push(frame["method"].as_str().unwrap_or("?").to_string()),
+        }
+    }
+    let first_slow = order
+        .iter()
+        .position(|o| slow.iter().any(|id| id.to_string() == *o))
+        .expect("the slow calls are answered");
+    let fast = [
+        "\"ping-1\"",
+        "\"echo\"",
+        "\"progress\"",
+        "\"ping-2\"",
+        "notifications/progress",
+    ];
+    for f in fast {
+        let at = order.iter().position(|o| o == f);
+        assert!(
+            at.is_some_and(|at| at < first_slow),
+            "{f} waited for a slow decision: {order:?}"
+        );
+    }
+    // The slow calls were decided, not cut off: all allowed and answered by the server.
+    for a in &answers {
+        assert!(a.get("result").is_some() && !is_error(a), "{a}");
+    }
+    w.finish();
+    let rows = home.log(&[]);
+    let decided: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["tool"].as_str().unwrap_or(""),
+                r["decision"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(decided.len(), 5, "{decided:?}");
+    assert!(decided.iter().all(|(_, d)| *d == "allow"), "{decided:?}");
+    assert_eq!(decided.iter().filter(|(t, _)| *t == "peek").count(), 3);
+}
