@@ -265,7 +265,7 @@ fn a_slow_policy_stalls_only_the_calls_it_is_deciding() {
     }
     let first_slow = order
         .iter()
-        .position(|o| slow.iter().any(|id| id.to_string() == *o))
+        .position(|o| ["1", "2", "3"].contains(&o.as_str()))
         .expect("the slow calls are answered");
     let fast = [
         "\"ping-1\"",
