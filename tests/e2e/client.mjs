@@ -4,7 +4,9 @@
 //
 // SPEC.json: {"command": "...", "args": [...], "env": {...}, "cwd": "...",
 //             "calls": [{"name": "tool", "arguments": {...}}, ...],
-//             "elicitation": [ANSWER, ...]}
+//             "elicitation": [ANSWER, ...],
+//             "survey": true, "reads": ["uri", ...], "readListed": true,
+//             "prompts": [{"name": "prompt", "arguments": {...}}, ...]}
 //
 // With "elicitation", the client declares the elicitation capability and answers the server's
 // `elicitation/create` requests with the given answers in order (the last one repeats). An answer
@@ -14,7 +16,14 @@
 // Prints exactly one JSON line to stdout:
 //   {"server": ..., "tools": [...], "results": [{"ok": true, "result": ...} |
 //                                               {"ok": false, "error": "...", "code": ...}],
-//    "elicitations": [{"params": ..., "answer": ... | "withdrawn"}]}
+//    "elicitations": [{"params": ..., "answer": ... | "withdrawn"}],
+//    "listed": {"tools": [...], "prompts": [...], "resources": [...], "resourceTemplates": [...]},
+//    "reads": [{"uri": ..., "ok": ..., "result" | "error": ...}],
+//    "prompts": [{"name": ..., "ok": ..., "result" | "error": ...}]}
+//
+// With "survey", every page of every list is fetched in full ("listed"); "readListed" reads every
+// listed resource after the "reads"; "prompts" are fetched with prompts/get. Without these the
+// output has none of the three keys.
 // Exits 1 (message on stderr) only if the session itself cannot be set up.
 
 import { readFile } from 'node:fs/promises';
@@ -79,14 +88,80 @@ async function main(specPath) {
       }
     }
 
-    return {
+    const output = {
       server: client.getServerVersion() ?? null,
       tools: tools.map((t) => t.name),
       results,
       elicitations,
     };
+    if (spec.survey) {
+      output.listed = {
+        tools: await allPages((p) => client.listTools(p, { timeout: TIMEOUT_MS }), 'tools'),
+        prompts: await allPages((p) => client.listPrompts(p, { timeout: TIMEOUT_MS }), 'prompts'),
+        resources: await allPages(
+          (p) => client.listResources(p, { timeout: TIMEOUT_MS }),
+          'resources',
+        ),
+        resourceTemplates: await allPages(
+          (p) => client.listResourceTemplates(p, { timeout: TIMEOUT_MS }),
+          'resourceTemplates',
+        ),
+      };
+    }
+    if (spec.reads || spec.readListed) {
+      const uris = [...(spec.reads ?? [])];
+      if (spec.readListed) {
+        const listed =
+          output.listed?.resources ??
+          (await allPages((p) => client.listResources(p, { timeout: TIMEOUT_MS }), 'resources'));
+        uris.push(...listed.map((r) => r.uri));
+      }
+      output.reads = [];
+      for (const uri of uris) {
+        output.reads.push({
+          uri,
+          ...(await outcome(() => client.readResource({ uri }, { timeout: TIMEOUT_MS }))),
+        });
+      }
+    }
+    if (spec.prompts) {
+      output.prompts = [];
+      for (const prompt of spec.prompts) {
+        output.prompts.push({
+          name: prompt.name,
+          ...(await outcome(() =>
+            client.getPrompt(
+              { name: prompt.name, arguments: prompt.arguments ?? {} },
+              { timeout: TIMEOUT_MS },
+            ),
+          )),
+        });
+      }
+    }
+    return output;
   } finally {
     await client.close();
+  }
+}
+
+// Every item of a paginated list, following nextCursor.
+async function allPages(list, key) {
+  const items = [];
+  let cursor;
+  do {
+    const page = await list(cursor ? { cursor } : undefined);
+    items.push(...(page[key] ?? []));
+    cursor = page.nextCursor;
+  } while (cursor);
+  return items;
+}
+
+// A request's result, or its error, without aborting the rest of the script.
+async function outcome(request) {
+  try {
+    return { ok: true, result: await request() };
+  } catch (err) {
+    return { ok: false, error: err?.message ?? String(err), code: err?.code ?? null };
   }
 }
 

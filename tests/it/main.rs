@@ -20,4 +20,5 @@ mod policy;
 mod rollout;
 mod setup;
 mod stderr;
+mod transparent;
 mod wrap;
