@@ -268,14 +268,26 @@ const CORPUS: &[(&str, &str)] = &[
 /// decided, which concurrent calls do not fix).
 fn select_until(tmux: &Tmux, needle: &str) {
     let start = Instant::now();
-    while !tmux.screen().contains(needle) {
-        assert!(
-            start.elapsed() < WAIT,
-            "never showed {needle:?}:\n{}",
-            tmux.screen()
-        );
+    let mut screen = tmux.screen();
+    while !screen.contains(needle) {
+        assert!(start.elapsed() < WAIT, "never showed {needle:?}:\n{screen}");
         tmux.keys(&["Down"]);
-        std::thread::sleep(Duration::from_millis(100));
+        // Wait for the redraw before looking again (a loaded machine redraws late, and pressing
+        // on would run past the call); a screen that does not change is the end of the list.
+        let moved = Instant::now();
+        let before = screen.clone();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            screen = tmux.screen();
+            if screen != before || moved.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        if screen == before {
+            tmux.keys(&["Home"]);
+            std::thread::sleep(Duration::from_millis(200));
+            screen = tmux.screen();
+        }
     }
 }
 
