@@ -256,7 +256,7 @@ impl Relay {
             session_approved: lock(&self.session_approved).contains(&session_key),
             monitor: self.monitor,
         };
-        let mut decided = decide(&self.ctx, &call, &known, &policy);
+        let mut decided = self.evaluating(|| decide(&self.ctx, &call, &known, &policy));
         if let Some(why) = unlisted {
             decided.row.reasons.push(why);
         }
@@ -386,6 +386,32 @@ impl Relay {
                 self.deny(id, &names, &decided.verdict.reasons).await
             }
             _ => self.release(id, row, body, &names, None).await,
+        }
+    }
+
+    /// Runs a policy decision. One decision at a time runs right on its worker (the common case:
+    /// no hop); while one does, the others run through `block_in_place`, which hands their worker's
+    /// other tasks to another thread first. So a slow policy can occupy at most one worker, and
+    /// pings, answers and fast calls keep moving.
+    fn evaluating<T>(&self, decide: impl FnOnce() -> T) -> T {
+        let inline = self
+            .evaluating
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if inline {
+            // Released on every exit path, a panic in the policy engine included.
+            struct Release<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Release<'_> {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::Release);
+                }
+            }
+            let _release = Release(&self.evaluating);
+            return decide();
+        }
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(decide),
+            _ => decide(),
         }
     }
 

@@ -101,6 +101,8 @@ struct Relay {
     forms: elicit::Forms,
     /// Watches the store for every held call's resolution, and caps how many are held.
     waiter: approval::Waiter,
+    /// A policy decision is running inline on a worker (see `Relay::evaluating`).
+    evaluating: AtomicBool,
     /// The server's tools, as behavry lists them itself (see [`tools`]).
     tools: tools::Tools,
     /// Client request id (see [`message::id_key`]) → what its response means to us.
@@ -212,6 +214,7 @@ where
         approval: config.wrap.approval,
         forms: elicit::Forms::new(),
         waiter,
+        evaluating: AtomicBool::new(false),
         tools: tools::Tools::new(Duration::from_millis(config.wrap.tools_list_wait_ms)),
         pending: Mutex::new(HashMap::new()),
         to_client,
