@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -37,7 +37,7 @@ pub enum Listing {
 /// The catalogue and the listing in flight.
 pub(super) struct Tools {
     /// Tool name → its definition from the server's latest complete list.
-    defs: Mutex<HashMap<String, Value>>,
+    defs: Mutex<HashMap<String, Arc<Value>>>,
     listing: watch::Sender<Listing>,
     reading: Mutex<Option<Reading>>,
     /// behavry's own request ids are `<prefix><n>`.
@@ -51,7 +51,7 @@ pub(super) struct Tools {
 struct Reading {
     id: String,
     pages: usize,
-    tools: HashMap<String, Value>,
+    tools: HashMap<String, Arc<Value>>,
 }
 
 impl Tools {
@@ -67,7 +67,8 @@ impl Tools {
     }
 
     /// A tool's definition from the latest list.
-    pub(super) fn get(&self, name: &str) -> Option<Value> {
+    /// Shared, not copied: a call reads its tool's schema and annotations on every decision.
+    pub(super) fn get(&self, name: &str) -> Option<Arc<Value>> {
         lock(&self.defs).get(name).cloned()
     }
 
@@ -81,11 +82,11 @@ impl Tools {
     }
 
     /// Merges the tools of one page of a `tools/list` result into `into`.
-    fn read_page(result: &Value, into: &mut HashMap<String, Value>) {
+    fn read_page(result: &Value, into: &mut HashMap<String, Arc<Value>>) {
         let tools = result.get("tools").and_then(Value::as_array);
         for tool in tools.into_iter().flatten() {
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
-                into.insert(name.to_owned(), tool.clone());
+                into.insert(name.to_owned(), Arc::new(tool.clone()));
             }
         }
     }
@@ -100,7 +101,7 @@ impl Relay {
     async fn ask_tools_page(
         &self,
         cursor: Option<Value>,
-        tools: HashMap<String, Value>,
+        tools: HashMap<String, Arc<Value>>,
         pages: usize,
     ) {
         let n = self.tools.next.fetch_add(1, Ordering::Relaxed);
@@ -175,10 +176,11 @@ impl Relay {
     }
 
     /// Ends a listing: a complete one replaces the catalogue; a failed one leaves it as it was.
-    fn tools_listed(&self, tools: Option<HashMap<String, Value>>, why: &str) {
+    fn tools_listed(&self, tools: Option<HashMap<String, Arc<Value>>>, why: &str) {
         match tools {
             Some(tools) => {
-                self.pins.observe(tools.clone());
+                let defs = tools.iter().map(|(k, v)| (k.clone(), Value::clone(v)));
+                self.pins.observe(defs.collect());
                 *lock(&self.tools.defs) = tools;
             }
             None => note!(
@@ -241,7 +243,7 @@ impl Relay {
 
     /// The definition of tool `name` for deciding a call to it: waits (bounded) for a listing in
     /// flight, and starts one if none was ever asked for. `Err` says why it is not known.
-    pub(super) async fn tool_definition(&self, name: &str) -> Result<Option<Value>, String> {
+    pub(super) async fn tool_definition(&self, name: &str) -> Result<Option<Arc<Value>>, String> {
         if self.tools.listing() == Listing::Unknown {
             self.list_tools().await;
         }
