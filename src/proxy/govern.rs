@@ -211,8 +211,14 @@ struct Names {
     method: String,
     /// `<server>/<tool>`.
     qualified: String,
-    /// `qualified` made safe for a person's terminal (the client chose the tool name).
-    shown: String,
+}
+
+impl Names {
+    /// `qualified` made safe for a person's terminal (the client chose the tool name); only notes
+    /// need it, so it is built when one is written.
+    fn shown(&self) -> std::borrow::Cow<'_, str> {
+        escape(&self.qualified)
+    }
 }
 
 impl Relay {
@@ -263,7 +269,6 @@ impl Relay {
         let qualified = format!("{}/{}", self.ctx.server, decided.row.tool);
         let names = Names {
             method: call.method.clone(),
-            shown: escape(&qualified).into_owned(),
             qualified,
         };
         let body = call.body;
@@ -301,7 +306,7 @@ impl Relay {
             Err(e) => {
                 note!(
                     "could not record the decision for {}, so it is denied: {e}",
-                    names.shown
+                    names.shown()
                 );
                 let reason = format!(
                     "the audit store could not record this call, so it was not forwarded ({e})"
@@ -329,7 +334,7 @@ impl Relay {
                     if session {
                         lock(&self.session_approved).insert(session_key);
                     }
-                    note!("{} was approved by {}", names.shown, escape(&by));
+                    note!("{} was approved by {}", names.shown(), escape(&by));
                     // The client saw `progress` keepalives on its token; the server's own progress
                     // on it continues from there, so the client sees it only ever increase.
                     let renumber = token.filter(|_| progress > 0).map(|token| {
@@ -380,7 +385,7 @@ impl Relay {
             Decision::Deny if enforced => {
                 note!(
                     "{} was denied: {}",
-                    names.shown,
+                    names.shown(),
                     escape(&decided.verdict.reasons.join("; "))
                 );
                 self.deny(id, &names, &decided.verdict.reasons).await
@@ -493,7 +498,7 @@ impl Relay {
         };
         note!(
             "{} is waiting for approval: {} (times out in {})",
-            names.shown,
+            names.shown(),
             escape(&where_),
             approval::human(timeout)
         );
@@ -571,7 +576,7 @@ impl Relay {
                         Answer::Undecided(why) => {
                             note!(
                                 "{}: {}; still waiting for `behavry approve`",
-                                names.shown,
+                                names.shown(),
                                 escape(&why)
                             );
                             continue;
