@@ -51,6 +51,7 @@ fn row(i: usize) -> DecisionRow {
         request_id: i.to_string(),
         resolution: None,
         enforced: true,
+        bundles: None,
         input: None,
     }
 }

@@ -126,6 +126,14 @@ pub struct Config {
     pub hook: crate::hook::HookConfig,
     /// `[servers.<name>]`: settings for one wrapped server (its `--name`), over the global ones.
     pub servers: BTreeMap<String, ServerConfig>,
+    /// `[bundles.<name>]`: team policy bundles pulled from a host (see `crate::team`).
+    pub bundles: BTreeMap<String, crate::team::BundleConfig>,
+    /// `[keys.<id>]`: public keys that verify bundle signatures.
+    pub keys: BTreeMap<String, crate::team::KeyConfig>,
+    /// What the local policy files do once a bundle is configured.
+    pub local: crate::team::Local,
+    /// `[decision_log]`: where journal records are exported.
+    pub decision_log: crate::team::DecisionLogConfig,
 }
 
 /// Whether decisions are enforced (`mode`).

@@ -49,6 +49,8 @@
 //!   diffs, trusting them), `hook` (run by Claude Code for each of its tool calls), `paths`, the
 //!   set-up commands (`init`, `claude`, `demo`, `completions`, `man`), and the hidden
 //!   `mock-server`.
+//! - [`team`]: settings for teams: policy bundles pulled from the team's host and decisions
+//!   exported to its collector.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
 //!   that never reads stderr cannot stall the proxy.
@@ -68,6 +70,7 @@ pub mod notes;
 pub mod pinning;
 pub mod policy;
 pub mod proxy;
+pub mod team;
 pub mod tui;
 
 /// Queues a diagnostic line for stderr (see [`notes`]: never blocks, flushed at exit). Never

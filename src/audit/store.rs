@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_journal.sql"),
     include_str!("migrations/004_paths.sql"),
     include_str!("migrations/005_rollout.sql"),
+    include_str!("migrations/006_team.sql"),
 ];
 
 /// How long one SQLite call waits for another process's lock.
@@ -248,6 +249,9 @@ pub struct DecisionRow {
     pub enforced: bool,
     /// The policy input the decision was made on (stored redacted), for `behavry policy replay`.
     pub input: Option<Value>,
+    /// The team bundles active when the call was decided, as JSON
+    /// (`{"NAME": {"revision": …, "sha256": …}}`); `None` without bundles.
+    pub bundles: Option<String>,
 }
 
 /// A row as `behavry log` shows it. The JSON field names are a contract for other tools.
@@ -967,6 +971,7 @@ fn insert_decision(
     // Redacted here, where the data lands, so no caller can forget it.
     let arguments = chain::canonical(&redact(&row.arguments));
     let paths = serde_json::to_string(&row.paths).unwrap_or_else(|_| "[]".into());
+    let decision_id = uuid::Uuid::new_v4().to_string();
     let body = decision_body(&DecisionFields {
         ts: &ts,
         session_id: &row.session_id,
@@ -986,13 +991,16 @@ fn insert_decision(
         request_id: &row.request_id,
         request_hash: hold.map(|h| h.request_hash.as_str()),
         enforced: row.enforced,
+        decision_id: Some(&decision_id),
+        bundles: row.bundles.as_deref(),
     });
     let id = chain::append(tx, &ts, Kind::Decision, None, &body)?;
     tx.prepare_cached(
         "INSERT INTO decisions (id, ts, session_id, server, tool, method, action_type, resource_path,
             decision, reasons, arguments, agent, requester, channel, policy_hash, request_id, paths,
-            enforced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            enforced, decision_id, bundles)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -1013,7 +1021,9 @@ fn insert_decision(
             row.policy_hash,
             row.request_id,
             paths,
-            row.enforced
+            row.enforced,
+            decision_id,
+            row.bundles
         ])
     })?;
     if let Some(input) = &row.input {
@@ -1073,6 +1083,10 @@ pub(super) struct DecisionFields<'a> {
     /// For escalations: the hash of the held request.
     pub request_hash: Option<&'a str>,
     pub enforced: bool,
+    /// `None` for rows recorded before decisions had ids (their body has no `decision_id`).
+    pub decision_id: Option<&'a str>,
+    /// JSON text; `None` when no bundle was active.
+    pub bundles: Option<&'a str>,
 }
 
 /// A decision's journal body. Built from the same text that goes into (and is read back from)
@@ -1092,6 +1106,12 @@ pub(super) fn decision_body(f: &DecisionFields) -> Value {
     if !f.enforced {
         body["enforced"] = json!(false);
     }
+    if let Some(id) = f.decision_id {
+        body["decision_id"] = json!(id);
+    }
+    if let Some(bundles) = f.bundles {
+        body["bundles"] = json!(bundles);
+    }
     body
 }
 
@@ -1103,12 +1123,14 @@ pub(super) fn decision_body_from_table(
     conn.prepare_cached(
         "SELECT d.ts, d.session_id, d.server, d.tool, d.method, d.action_type, d.resource_path, d.decision,
                 d.reasons, d.arguments, d.agent, d.requester, d.channel, d.policy_hash, d.request_id,
-                a.request_hash, d.paths, d.enforced
+                a.request_hash, d.paths, d.enforced, d.decision_id, d.bundles
          FROM decisions d LEFT JOIN approvals a ON a.decision_id = d.id WHERE d.id = ?1",
     )?
     .query_row([id], |r| {
         let text: Vec<Option<String>> = (0..17).map(|i| r.get(i)).collect::<Result<_, _>>()?;
         let enforced: bool = r.get(17)?;
+        let decision_id: Option<String> = r.get(18)?;
+        let bundles: Option<String> = r.get(19)?;
         let t = |i: usize| text[i].as_deref().unwrap_or("");
         Ok(chain::canonical(&decision_body(&DecisionFields {
             ts: t(0),
@@ -1129,6 +1151,8 @@ pub(super) fn decision_body_from_table(
             request_id: t(14),
             request_hash: text[15].as_deref(),
             enforced,
+            decision_id: decision_id.as_deref(),
+            bundles: bundles.as_deref(),
         })))
     })
     .optional()
@@ -1219,6 +1243,7 @@ pub(crate) mod tests {
             resolution: None,
             enforced: true,
             input: None,
+            bundles: None,
         }
     }
 

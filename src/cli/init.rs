@@ -188,7 +188,13 @@ pub fn config_sections() -> Vec<Section> {
         approve,
         hook,
         servers,
+        bundles,
+        keys,
+        local: _,
+        decision_log: _,
     } = Config::default();
+    // Team settings are documented in docs/teams.md: a personal config has none.
+    debug_assert!(bundles.is_empty() && keys.is_empty());
     let AgentConfig {
         id: _,
         name: _,

@@ -155,6 +155,9 @@ pub struct PolicySet {
     /// The `.json` data documents merged into `data`.
     pub data_files: Vec<PathBuf>,
     fingerprint: String,
+    /// The team bundles this set was built from, as recorded with each decision
+    /// (`{"NAME": {"revision": …, "sha256": …}}`); `None` for local files only.
+    pub bundles: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +205,7 @@ impl PolicySet {
             files,
             data_files,
             fingerprint,
+            bundles: None,
         }
     }
 

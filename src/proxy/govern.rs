@@ -162,6 +162,7 @@ pub fn decide(ctx: &Context, call: &Call, known: &Known, policy: &PolicySet) -> 
         resolution: approved.then_some(Resolution::ApprovedSession),
         enforced,
         input,
+        bundles: policy.bundles.clone(),
     };
     Decided { verdict, row }
 }
