@@ -68,6 +68,8 @@ for line in sys.stdin:
                   "capabilities": {"tools": {}}, "serverInfo": {"name": "echo", "version": "1"}}
     elif method == "tools/list":
         result = {"tools": TOOLS}
+    elif method == "ping":
+        result = {}
     elif method == "tools/call":
         args = params.get("arguments") or {}
         if params.get("name") == "read_blob":
@@ -209,12 +211,20 @@ fn run() -> Result<()> {
         opts.calls
     );
     let mut latency: Vec<Vec<Duration>> = vec![Vec::with_capacity(opts.calls); setups.len()];
+    // A ping is relayed, not governed: its added time is the relay alone (two more pipe hops
+    // and thread wake-ups), the floor under every governed call.
+    let mut pings: Vec<Vec<Duration>> = vec![Vec::with_capacity(opts.calls); setups.len()];
     for i in 0..opts.warmup + opts.calls {
         for k in order(i, sessions.len()) {
             let (response, elapsed) = sessions[k].request("tools/call", read_call(&env.file))?;
             check_answer(sessions[k].label, &response, "contents of ")?;
+            let (pong, ping) = sessions[k].request("ping", json!({}))?;
+            if pong.get("result").is_none() {
+                return Err(format!("{}: ping was not answered: {pong}", sessions[k].label).into());
+            }
             if i >= opts.warmup {
                 latency[k].push(elapsed);
+                pings[k].push(ping);
             }
         }
     }
@@ -291,12 +301,20 @@ fn run() -> Result<()> {
         evals.push(Stats::of(&mut times));
     }
 
+    eprintln!(
+        "bench: audit commit ({} decisions, in this process)",
+        opts.evals
+    );
+    let commits = commit_times(&input, opts.evals)?;
+
     let stats = |v: &mut Vec<Vec<Duration>>| -> Vec<Stats> {
         v.iter_mut().filter_map(|t| Stats::of(t)).collect()
     };
     let table = Table {
         labels: setups.iter().map(|s| s.label).collect(),
         latency: stats(&mut latency),
+        pings: stats(&mut pings),
+        commits,
         throughput,
         evals,
         big: stats(&mut big),
@@ -314,6 +332,46 @@ fn run() -> Result<()> {
     );
     table.print();
     Ok(())
+}
+
+/// Commits `n` decisions like the benchmark's call (with its stored policy input) to a fresh
+/// store, one transaction each, as the wrapper does with one call in flight.
+fn commit_times(input: &Value, n: usize) -> Result<Stats> {
+    let dir = tempfile::tempdir()?;
+    let mut store = behavry::audit::Store::open(&dir.path().join("behavry.db"))?;
+    let path = input
+        .pointer("/resource/path")
+        .and_then(Value::as_str)
+        .unwrap_or("/")
+        .to_owned();
+    let row = behavry::audit::DecisionRow {
+        session_id: "bench".into(),
+        server: "fs".into(),
+        tool: "read_file".into(),
+        method: "tools/call".into(),
+        action_type: "read".into(),
+        resource_path: Some(path.clone()),
+        paths: vec![path],
+        decision: "allow".into(),
+        reasons: Vec::new(),
+        arguments: input["action"]["arguments"].clone(),
+        agent: "claude-code".into(),
+        requester: "bench".into(),
+        channel: "claude-code".into(),
+        policy_hash: "bench".into(),
+        request_id: "1".into(),
+        resolution: None,
+        enforced: true,
+        input: Some(input.clone()),
+        bundles: None,
+    };
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        store.record_decision(&row)?;
+        times.push(t.elapsed());
+    }
+    Stats::of(&mut times).ok_or_else(|| "no commits measured".into())
 }
 
 /// The python3 interpreter itself: version-manager shims (pyenv) are shell scripts that would
@@ -726,6 +784,8 @@ impl Stats {
 struct Table {
     labels: Vec<&'static str>,
     latency: Vec<Stats>,
+    pings: Vec<Stats>,
+    commits: Stats,
     throughput: Vec<f64>,
     evals: Vec<Option<Stats>>,
     big: Vec<Stats>,
@@ -769,6 +829,10 @@ impl Table {
             each(&|k| added(k, self.latency[k].p99, self.latency[0].p99)),
         );
         row(
+            "ping added p50 µs (relayed, not governed)",
+            each(&|k| added(k, self.pings[k].p50, self.pings[0].p50)),
+        );
+        row(
             &format!("throughput calls/s ({IN_FLIGHT} in flight)"),
             each(&|k| format!("{:.0}", self.throughput[k])),
         );
@@ -782,6 +846,16 @@ impl Table {
                 self.evals[k]
                     .as_ref()
                     .map_or("–".to_owned(), |s| format!("{:.1}/{:.0}", s.p50, s.p99))
+            }),
+        );
+        row(
+            "audit commit µs p50 / p99 (one decision)",
+            each(&|k| {
+                if k == 0 {
+                    "–".to_owned()
+                } else {
+                    format!("{:.1}/{:.0}", self.commits.p50, self.commits.p99)
+                }
             }),
         );
         row(

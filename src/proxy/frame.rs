@@ -52,7 +52,7 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
                         format!("stream ended inside a message ({pending} bytes without a trailing newline)"),
                     ));
                 }
-                let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
+                let (chunk, used, done) = match memchr::memchr(b'\n', buf) {
                     Some(i) => (&buf[..i], i + 1, true),
                     None => (buf, buf.len(), false),
                 };
@@ -107,12 +107,23 @@ fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
 
 /// Writes one frame (which must not contain a newline) followed by `\n`, and flushes it.
 pub async fn write_frame<W: AsyncWrite + Unpin>(out: &mut W, frame: &[u8]) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(frame.len() + 1);
-    buf.extend_from_slice(frame);
-    buf.push(b'\n');
-    out.write_all(&buf).await?;
+    // A small frame goes out in one write (one wake-up for the reader); a big one is written as
+    // it is, then the newline: copying a 16 MiB result only to append one byte would double the
+    // memory it takes.
+    if frame.len() <= SMALL_FRAME {
+        let mut buf = Vec::with_capacity(frame.len() + 1);
+        buf.extend_from_slice(frame);
+        buf.push(b'\n');
+        out.write_all(&buf).await?;
+    } else {
+        out.write_all(frame).await?;
+        out.write_all(b"\n").await?;
+    }
     out.flush().await
 }
+
+/// Frames up to this size are copied to append their newline.
+const SMALL_FRAME: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
