@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 pub use archive::{Entry, Limits};
 pub use hash::canonical_json;
-pub use sign::{Keys, PrivateKey};
+pub use sign::{parse_algorithm, Keys, PrivateKey};
 
 use crate::team::BundleConfig;
 
@@ -167,7 +167,7 @@ pub fn load(
                 ErrorKind::Signature,
                 Some(SIGNATURES.into()),
                 format!(
-                    "the bundle is signed, but [bundles.{name}] has no `signing` to check it with (OPA refuses this too); add signing = {{ keyid = \"…\" }} and a [keys.…] entry"
+                    "the bundle is signed, but no key is configured to check it (OPA refuses this too): set signing = {{ keyid = \"…\" }} in [bundles.{name}] with a [keys.…] entry, or pass `bundle verify --key`"
                 ),
             ))
         }
