@@ -124,17 +124,41 @@ pub fn pack(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, String> {
     let mut tar = tar::Builder::new(gz);
     for (name, bytes) in files {
         let mut header = tar::Header::new_ustar();
+        set_absolute_name(&mut header, &format!("/{name}"))?;
         header.set_entry_type(tar::EntryType::Regular);
         header.set_mode(0o600);
         header.set_mtime(0);
         header.set_uid(0);
         header.set_gid(0);
         header.set_size(bytes.len() as u64);
-        tar.append_data(&mut header, format!("/{name}"), bytes.as_slice())
+        header.set_cksum();
+        tar.append(&header, bytes.as_slice())
             .map_err(|e| format!("{name}: cannot add to the archive: {e}"))?;
     }
     let gz = tar.into_inner().map_err(|e| e.to_string())?;
     gz.finish().map_err(|e| e.to_string())
+}
+
+/// Writes `/name` into a ustar header: the tar crate's `set_path` refuses absolute names, which
+/// are what `opa build` writes. Long names split into ustar's prefix and name fields.
+fn set_absolute_name(header: &mut tar::Header, path: &str) -> Result<(), String> {
+    let too_long = || format!("{path}: name too long for a ustar archive (over 255 bytes)");
+    let ustar = header.as_ustar_mut().ok_or_else(too_long)?;
+    let bytes = path.as_bytes();
+    let (prefix, name) = if bytes.len() <= ustar.name.len() {
+        (&[][..], bytes)
+    } else {
+        // Split at a `/` so the prefix fits in 155 bytes and the rest in 100.
+        let split = (1..bytes.len())
+            .rev()
+            .filter(|&i| bytes[i] == b'/')
+            .find(|&i| i <= ustar.prefix.len() && bytes.len() - i - 1 <= ustar.name.len())
+            .ok_or_else(too_long)?;
+        (&bytes[..split], &bytes[split + 1..])
+    };
+    ustar.name[..name.len()].copy_from_slice(name);
+    ustar.prefix[..prefix.len()].copy_from_slice(prefix);
+    Ok(())
 }
 
 /// Every file under `dir` (relative, `/`-separated), hidden ones skipped but for the root's
