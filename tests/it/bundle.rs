@@ -44,11 +44,11 @@ impl Fixture {
     fn new(manifest: &str) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let src = dir.path().join("src");
-        std::fs::create_dir_all(src.join("team")).unwrap();
-        std::fs::write(src.join(".manifest"), manifest).unwrap();
-        std::fs::write(src.join("team/authz.rego"), POLICY).unwrap();
-        std::fs::write(src.join("team/authz_test.rego"), TESTS).unwrap();
-        std::fs::write(src.join("data.json"), DATA).unwrap();
+        std::fs::create_dir_all(src.join("team")).expect("fixture");
+        std::fs::write(src.join(".manifest"), manifest).expect("fixture");
+        std::fs::write(src.join("team/authz.rego"), POLICY).expect("fixture");
+        std::fs::write(src.join("team/authz_test.rego"), TESTS).expect("fixture");
+        std::fs::write(src.join("data.json"), DATA).expect("fixture");
         Fixture { dir }
     }
 
@@ -68,7 +68,7 @@ impl Fixture {
     fn bundle(&self, out: &str, extra: &[&str]) -> PathBuf {
         let path = self.path(out);
         let src = self.src();
-        let mut args = vec!["bundle", src.as_str(), path.to_str().unwrap()];
+        let mut args = vec!["bundle", src.as_str(), path.to_str().expect("UTF-8 path")];
         args.extend_from_slice(extra);
         make(&args);
         path
@@ -88,8 +88,8 @@ fn key(alg: &str) -> (PathBuf, PathBuf) {
             make(&[
                 "keygen",
                 alg,
-                private.to_str().unwrap(),
-                public.to_str().unwrap(),
+                private.to_str().expect("UTF-8 path"),
+                public.to_str().expect("UTF-8 path"),
             ]);
         }
         dir
@@ -104,7 +104,7 @@ fn signed(alg: &str) -> Vec<String> {
     let (private, _) = key(alg);
     [
         "--key",
-        private.to_str().unwrap(),
+        private.to_str().expect("UTF-8 path"),
         "--alg",
         alg,
         "--keyid",
@@ -121,9 +121,9 @@ fn verify(home: &Home, bundle: &Path, alg: &str, scope: &str) -> Output {
     home.command(&[
         "bundle",
         "verify",
-        bundle.to_str().unwrap(),
+        bundle.to_str().expect("UTF-8 path"),
         "--key",
-        public.to_str().unwrap(),
+        public.to_str().expect("UTF-8 path"),
         "--algorithm",
         alg,
         "--keyid",
@@ -222,19 +222,19 @@ fn a_bundle_signed_by_another_key_is_refused() {
     let fixture = Fixture::standard();
     let (_, real_public) = key("ES256");
     // Sign with a second P-256 key under the same key id.
-    let other = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().expect("fixture");
     let (private, public) = (other.path().join("k.pem"), other.path().join("k.pub"));
     make(&[
         "keygen",
         "ES256",
-        private.to_str().unwrap(),
-        public.to_str().unwrap(),
+        private.to_str().expect("UTF-8 path"),
+        public.to_str().expect("UTF-8 path"),
     ]);
     let bundle = fixture.bundle(
         "forged.tar.gz",
         &[
             "--key",
-            private.to_str().unwrap(),
+            private.to_str().expect("UTF-8 path"),
             "--alg",
             "ES256",
             "--keyid",
@@ -247,9 +247,9 @@ fn a_bundle_signed_by_another_key_is_refused() {
         .command(&[
             "bundle",
             "verify",
-            bundle.to_str().unwrap(),
+            bundle.to_str().expect("UTF-8 path"),
             "--key",
-            real_public.to_str().unwrap(),
+            real_public.to_str().expect("UTF-8 path"),
             "--algorithm",
             "ES256",
             "--keyid",
@@ -258,7 +258,7 @@ fn a_bundle_signed_by_another_key_is_refused() {
             "behavry",
         ])
         .output()
-        .unwrap();
+        .expect("fixture");
     refused(&out, "does not verify with key `org`");
 }
 
@@ -279,9 +279,9 @@ fn unsafe_entries_are_refused() {
     ] {
         let bundle = fixture.bundle("unsafe.tar.gz", &extra);
         let out = home
-            .command(&["bundle", "verify", bundle.to_str().unwrap()])
+            .command(&["bundle", "verify", bundle.to_str().expect("UTF-8 path")])
             .output()
-            .unwrap();
+            .expect("fixture");
         refused(&out, want);
     }
 }
@@ -291,7 +291,7 @@ fn limits_apply_from_the_bundle_config() {
     let home = Home::new();
     let fixture = Fixture::standard();
     let bundle = fixture.bundle("plain.tar.gz", &[]);
-    let packed = std::fs::metadata(&bundle).unwrap().len();
+    let packed = std::fs::metadata(&bundle).expect("fixture").len();
     for (limit, want) in [
         (format!("max_bytes = {}", packed - 1), "over max_bytes"),
         (
@@ -307,12 +307,12 @@ fn limits_apply_from_the_bundle_config() {
             .command(&[
                 "bundle",
                 "verify",
-                bundle.to_str().unwrap(),
+                bundle.to_str().expect("UTF-8 path"),
                 "--bundle",
                 "org",
             ])
             .output()
-            .unwrap();
+            .expect("fixture");
         refused(&out, want);
     }
     home.config("[bundles.org]\nurl = \"https://policies.example.com/b.tar.gz\"\n");
@@ -320,12 +320,12 @@ fn limits_apply_from_the_bundle_config() {
         .command(&[
             "bundle",
             "verify",
-            bundle.to_str().unwrap(),
+            bundle.to_str().expect("UTF-8 path"),
             "--bundle",
             "org",
         ])
         .output()
-        .unwrap();
+        .expect("fixture");
     assert!(
         out.status.success(),
         "{}",
@@ -350,12 +350,12 @@ fn the_config_s_signing_and_keys_apply() {
         .command(&[
             "bundle",
             "verify",
-            bundle.to_str().unwrap(),
+            bundle.to_str().expect("UTF-8 path"),
             "--bundle",
             "org",
         ])
         .output()
-        .unwrap();
+        .expect("fixture");
     assert!(
         out.status.success(),
         "{}",
@@ -366,12 +366,12 @@ fn the_config_s_signing_and_keys_apply() {
         .command(&[
             "bundle",
             "verify",
-            unsigned.to_str().unwrap(),
+            unsigned.to_str().expect("UTF-8 path"),
             "--bundle",
             "org",
         ])
         .output()
-        .unwrap();
+        .expect("fixture");
     refused(&out, "requires a signature by key `org`");
 }
 
@@ -404,9 +404,9 @@ fn roots_and_rego_versions_are_enforced() {
         // make.py keeps a rego_version the manifest sets; without one it writes 1, as opa build does.
         let bundle = fixture.bundle("b.tar.gz", &[]);
         let out = home
-            .command(&["bundle", "verify", bundle.to_str().unwrap()])
+            .command(&["bundle", "verify", bundle.to_str().expect("UTF-8 path")])
             .output()
-            .unwrap();
+            .expect("fixture");
         refused(&out, want);
     }
 }
@@ -417,9 +417,9 @@ fn overlapping_bundles_are_refused() {
         let fixture = Fixture::new(manifest);
         let path = fixture.bundle("b.tar.gz", &[]);
         let cfg: behavry::team::BundleConfig =
-            serde_json::from_value(serde_json::json!({"url": ""})).unwrap();
+            serde_json::from_value(serde_json::json!({"url": ""})).expect("fixture");
         behavry::bundle::load(
-            &std::fs::read(path).unwrap(),
+            &std::fs::read(path).expect("fixture"),
             name,
             &cfg,
             &Default::default(),
@@ -454,11 +454,11 @@ fn a_behavry_built_bundle_verifies_in_python_and_in_behavry() {
                 "build",
                 &fixture.src(),
                 "-o",
-                out_path.to_str().unwrap(),
+                out_path.to_str().expect("UTF-8 path"),
                 "--revision",
                 "built-1",
                 "--signing-key",
-                private.to_str().unwrap(),
+                private.to_str().expect("UTF-8 path"),
                 "--keyid",
                 "org",
                 "--scope",
@@ -468,7 +468,7 @@ fn a_behavry_built_bundle_verifies_in_python_and_in_behavry() {
             ])
             .env("BEHAVRY_HOME", home.path())
             .output()
-            .unwrap();
+            .expect("fixture");
         assert!(
             out.status.success(),
             "{}",
@@ -476,8 +476,8 @@ fn a_behavry_built_bundle_verifies_in_python_and_in_behavry() {
         );
         make(&[
             "check",
-            out_path.to_str().unwrap(),
-            public.to_str().unwrap(),
+            out_path.to_str().expect("UTF-8 path"),
+            public.to_str().expect("UTF-8 path"),
             alg,
             "--scope",
             "behavry",
@@ -503,12 +503,12 @@ fn build_is_deterministic_unsigned() {
                 "build",
                 &fixture.src(),
                 "-o",
-                path.to_str().unwrap(),
+                path.to_str().expect("UTF-8 path"),
             ])
             .status()
-            .unwrap();
+            .expect("fixture");
         assert!(status.success());
-        std::fs::read(path).unwrap()
+        std::fs::read(path).expect("fixture")
     };
     assert_eq!(build("one.tar.gz"), build("two.tar.gz"));
 }
