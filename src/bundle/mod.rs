@@ -526,3 +526,307 @@ pub fn check_disjoint(bundles: &[&Bundle]) -> Result<(), BundleError> {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::team::Signing;
+
+    fn config() -> BundleConfig {
+        serde_json::from_value(json!({"url": "https://example.com/b.tar.gz"})).unwrap()
+    }
+
+    fn packed(files: &[(&str, &str)]) -> Vec<u8> {
+        let files: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.as_bytes().to_vec()))
+            .collect();
+        build::pack(&files).unwrap()
+    }
+
+    fn load_files(files: &[(&str, &str)]) -> Result<Bundle, BundleError> {
+        load(&packed(files), "org", &config(), &Keys::default())
+    }
+
+    fn refusal(files: &[(&str, &str)]) -> String {
+        load_files(files).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn places_data_as_opa_does_and_defaults_the_manifest() {
+        let b = load_files(&[
+            ("data.json", r#"{"top": 1}"#),
+            ("a/b/data.json", r#"{"x": [1]}"#),
+            ("a/data.yaml", "y: two\n"),
+            ("a/p.rego", "package a.p\nallow := true\n"),
+            ("README.md", "ignored, as OPA ignores it"),
+            ("other.json", "not data: OPA reads only data.json"),
+        ])
+        .unwrap();
+        assert_eq!(
+            b.data,
+            json!({"top": 1, "a": {"b": {"x": [1]}, "y": "two"}})
+        );
+        assert_eq!(b.manifest.revision, "");
+        assert_eq!(b.manifest.roots, [""]);
+        assert_eq!(b.modules[0].package, "a/p");
+        assert_eq!(b.signer, None);
+        assert_eq!(b.files.len(), 6);
+        assert_eq!(b.sha256.len(), 64);
+    }
+
+    #[test]
+    fn data_documents_that_collide_are_refused() {
+        let e = refusal(&[
+            ("data.json", r#"{"a": {"b": 1}}"#),
+            ("a/data.json", r#"{"b": 2}"#),
+        ]);
+        assert_eq!(
+            e,
+            "a/data.json: conflicts with another data document at `data.a.b`"
+        );
+        assert!(refusal(&[("data.json", "[1]")])
+            .contains("data.json: a data document at the root must be an object"));
+        assert!(refusal(&[("x/data.json", "{")]).starts_with("x/data.json: not valid JSON"));
+    }
+
+    #[test]
+    fn manifest_rules() {
+        for (manifest, want) in [
+            (r#"{"revision": 3}"#, "`revision` must be a string"),
+            (r#"{"roots": "a"}"#, "`roots` must be a list of strings"),
+            (
+                r#"{"roots": ["a", "a/b"]}"#,
+                "roots \"a\" and \"a/b\" overlap",
+            ),
+            (
+                r#"{"roots": ["/a/", "a"]}"#,
+                "roots \"a\" and \"a\" overlap",
+            ),
+            (
+                r#"{"rego_version": 0}"#,
+                "`rego_version: 0` asks for Rego v0: behavry evaluates Rego v1 only",
+            ),
+            (r#"{"rego_version": 2}"#, "unknown `rego_version: 2`"),
+            (
+                r#"{"file_rego_versions": {"x/*.rego": 0}}"#,
+                "marks \"x/*.rego\" as Rego v0",
+            ),
+            (
+                r#"{"wasm": [{"entrypoint": "a", "module": "/policy.wasm"}]}"#,
+                "names Wasm modules",
+            ),
+            (r#"{"metadata": 1}"#, "`metadata` must be an object"),
+            ("[]", "must be a JSON object"),
+            ("{", "not valid JSON"),
+        ] {
+            let e = refusal(&[(".manifest", manifest)]);
+            assert!(
+                e.starts_with(".manifest: ") && e.contains(want),
+                "{manifest}: {e}"
+            );
+        }
+        let b = load_files(&[(
+            ".manifest",
+            r#"{"revision": "r1", "roots": ["/a/"], "rego_version": 1, "metadata": {"k": "v"}, "unknown": 1}"#,
+        )])
+        .unwrap();
+        assert_eq!(b.manifest.revision, "r1");
+        assert_eq!(b.manifest.roots, ["a"]);
+        assert_eq!(b.manifest.metadata, Some(json!({"k": "v"})));
+    }
+
+    #[test]
+    fn what_behavry_cannot_evaluate_is_refused() {
+        for (name, text, want) in [
+            ("policy.wasm", "", "Wasm and plan bundles"),
+            ("x/plan.json", "{}", "Wasm and plan bundles"),
+            ("patch.json", "{}", "delta bundles"),
+            ("sub/.manifest", "{}", "must be `/.manifest`"),
+            (
+                "sub/.signatures.json",
+                "{}",
+                "only `/.signatures.json` at the root",
+            ),
+            ("p.rego", "package p\nallow { true }\n", "p.rego: "),
+        ] {
+            let e = refusal(&[(name, text)]);
+            assert!(e.contains(want), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn everything_must_lie_under_a_root() {
+        let manifest = (".manifest", r#"{"roots": ["team/authz", "team/limits"]}"#);
+        assert!(load_files(&[
+            manifest,
+            ("team/authz/p.rego", "package team.authz\nallow := true\n"),
+            ("data.json", r#"{"team": {"limits": {"max": 1}}}"#),
+            ("team/limits/data.json", r#"{"min": 0}"#),
+        ])
+        .is_ok());
+        for (file, want) in [
+            (
+                ("p.rego", "package team\nallow := true\n"),
+                "p.rego: package `team` is outside",
+            ),
+            (
+                ("p.rego", "package other.x\nallow := true\n"),
+                "package `other.x` is outside",
+            ),
+            (
+                ("data.json", r#"{"team": {"other": 1}}"#),
+                "data at `data.team.other` is outside",
+            ),
+            // A leaf on the way to a root is outside it too.
+            (
+                ("data.json", r#"{"team": 1}"#),
+                "data at `data.team` is outside",
+            ),
+            (("x/data.json", "{}"), "data at `data.x` is outside"),
+        ] {
+            let e = refusal(&[manifest, file]);
+            assert!(e.contains(want), "{file:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn roots_cover_by_segment() {
+        let roots = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (rs, path, want) in [
+            (&[""][..], "anything/at/all", true),
+            (&["team"], "team", true),
+            (&["team"], "team/authz", true),
+            (&["team"], "teams", false),
+            (&["team/authz"], "team", false),
+            (&["a", "b/c"], "/b/c/d/", true),
+        ] {
+            assert_eq!(root_covers(&roots(rs), path), want, "{rs:?} {path}");
+        }
+    }
+
+    #[test]
+    fn overlapping_bundles_are_refused() {
+        let with_roots = |name: &str, roots: &[&str]| Bundle {
+            name: name.into(),
+            manifest: Manifest {
+                roots: roots.iter().map(|s| s.to_string()).collect(),
+                ..Manifest::default()
+            },
+            modules: Vec::new(),
+            data: json!({}),
+            sha256: String::new(),
+            signer: None,
+            files: Vec::new(),
+        };
+        let (a, b, c, all) = (
+            with_roots("a", &["team/x"]),
+            with_roots("b", &["team/y", "other"]),
+            with_roots("c", &["team"]),
+            with_roots("all", &[""]),
+        );
+        assert!(check_disjoint(&[&a, &b]).is_ok());
+        assert!(check_disjoint(&[&a, &b, &c])
+            .unwrap_err()
+            .message
+            .contains("bundles `a` (root \"team/x\") and `c` (root \"team\")"));
+        assert_eq!(
+            check_disjoint(&[&all, &a]).unwrap_err().kind,
+            ErrorKind::Overlap
+        );
+    }
+
+    /// A P-256 key made by ring, as a PKCS#8 private key and an SPKI public key, in PEM.
+    fn es256_pair() -> (String, String) {
+        use base64::Engine as _;
+        use ring::signature::KeyPair as _;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8.as_ref(),
+            &rng,
+        )
+        .unwrap();
+        let mut spki = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let pem = |label: &str, der: &[u8]| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")
+        };
+        (pem("PRIVATE KEY", pkcs8.as_ref()), pem("PUBLIC KEY", &spki))
+    }
+
+    #[test]
+    fn a_built_and_signed_bundle_loads_and_any_change_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("team")).unwrap();
+        std::fs::write(
+            dir.path().join("team/p.rego"),
+            "package team\nallow := true\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("team/data.json"), r#"{"n": 1.50}"#).unwrap();
+        let (private, public) = es256_pair();
+        let options = build::Options {
+            revision: Some("r7".into()),
+            roots: Some(vec!["team".into()]),
+            signing: Some(build::Signing {
+                key: PrivateKey::from_pem(crate::team::Algorithm::ES256, &private).unwrap(),
+                keyid: "org-2026".into(),
+                scope: Some("behavry".into()),
+            }),
+        };
+        let archive = build::build(dir.path(), &options).unwrap();
+        let mut keys = Keys::default();
+        keys.insert_pem("org-2026", crate::team::Algorithm::ES256, &public)
+            .unwrap();
+        let mut cfg = config();
+        cfg.signing = Some(Signing {
+            keyid: "org-2026".into(),
+            scope: Some("behavry".into()),
+        });
+        let b = load(&archive, "org", &cfg, &keys).unwrap();
+        assert_eq!(b.signer.as_deref(), Some("org-2026"));
+        assert_eq!(b.manifest.revision, "r7");
+        assert_eq!(b.data, json!({"team": {"n": 1.5}}));
+
+        let e = load(&archive, "org", &cfg, &Keys::default()).unwrap_err();
+        assert!(e.message.contains("add [keys.org-2026]"), "{e}");
+        cfg.signing = Some(Signing {
+            keyid: "org-2026".into(),
+            scope: None,
+        });
+        let e = load(&archive, "org", &cfg, &keys).unwrap_err();
+        assert!(e.message.contains("scope is \"behavry\""), "{e}");
+
+        // Repack with one file changed: the signature no longer covers it.
+        let mut entries = archive::read(&archive, Limits::of(&config())).unwrap();
+        for entry in &mut entries {
+            if entry.name == "team/p.rego" {
+                entry.bytes = b"package team\nallow := false\n".to_vec();
+            }
+        }
+        let files: Vec<(String, Vec<u8>)> =
+            entries.into_iter().map(|e| (e.name, e.bytes)).collect();
+        cfg.signing = Some(Signing {
+            keyid: "org-2026".into(),
+            scope: Some("behavry".into()),
+        });
+        let e = load(&build::pack(&files).unwrap(), "org", &cfg, &keys).unwrap_err();
+        assert!(
+            e.to_string().starts_with("team/p.rego: digest mismatch"),
+            "{e}"
+        );
+        assert_eq!(e.kind, ErrorKind::Signature);
+    }
+}
