@@ -46,7 +46,7 @@
 //! - [`cli`]: the command line, one module per command: `wrap` (runs the proxy), `log` (reads
 //!   the audit trail, `--events` too), `approve` (runs the TUI), `policy` (`check`, `eval`,
 //!   `bench`, `test`, `add`, `list`, `replay`, one file each), `tools` (pinned tools, their
-//!   diffs, trusting them), `hook` (run by Claude Code for each of its tool calls), `paths`, the
+//!   diffs, trusting them), `bundle` (`verify`, `build`: OPA bundles), `hook` (run by Claude Code for each of its tool calls), `paths`, the
 //!   set-up commands (`init`, `claude`, `demo`, `completions`, `man`), and the hidden
 //!   `mock-server`.
 //! - [`bundle`]: OPA bundles: reading one in memory ([`bundle::load`]: limits, unsafe entries,
