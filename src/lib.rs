@@ -46,9 +46,11 @@
 //! - [`cli`]: the command line, one module per command: `wrap` (runs the proxy), `log` (reads
 //!   the audit trail, `--events` too), `approve` (runs the TUI), `policy` (`check`, `eval`,
 //!   `bench`, `test`, `add`, `list`, `replay`, one file each), `tools` (pinned tools, their
-//!   diffs, trusting them), `hook` (run by Claude Code for each of its tool calls), `paths`, the
+//!   diffs, trusting them), `bundle` (`verify`, `build`: OPA bundles), `hook` (run by Claude Code for each of its tool calls), `paths`, the
 //!   set-up commands (`init`, `claude`, `demo`, `completions`, `man`), and the hidden
 //!   `mock-server`.
+//! - [`bundle`]: OPA bundles: reading one in memory ([`bundle::load`]: limits, unsafe entries,
+//!   signature, manifest, roots), and writing one ([`bundle::build`]).
 //! - [`team`]: settings for teams: policy bundles pulled from the team's host and decisions
 //!   exported to its collector.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
@@ -61,6 +63,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod display;

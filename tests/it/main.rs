@@ -5,6 +5,7 @@ mod approve;
 mod approve_tui;
 mod attacks;
 mod audit;
+mod bundle;
 mod claude_code;
 mod claude_hook;
 mod common;
