@@ -214,7 +214,9 @@ impl Store {
     /// The newest record's seq (0 for an empty journal).
     pub fn head_seq(&self) -> Result<i64, StoreError> {
         self.conn()
-            .query_row("SELECT coalesce(max(seq), 0) FROM journal", [], |r| r.get(0))
+            .query_row("SELECT coalesce(max(seq), 0) FROM journal", [], |r| {
+                r.get(0)
+            })
             .map_err(self.sqlite())
     }
 
@@ -292,7 +294,10 @@ impl Store {
         for row in rows {
             let row = row.map_err(self.sqlite())?;
             // An outcome joined twice (a record written twice) would repeat the decision.
-            if batch.last().is_some_and(|l: &JournalRecord| l.seq == row.seq) {
+            if batch
+                .last()
+                .is_some_and(|l: &JournalRecord| l.seq == row.seq)
+            {
                 continue;
             }
             bytes += row.size;
@@ -347,7 +352,10 @@ mod tests {
     #[test]
     fn the_cursor_moves_only_forward() {
         let (_dir, mut store) = store();
-        assert_eq!(store.export_cursor("otlp").expect("cursor").last_acked_seq, 0);
+        assert_eq!(
+            store.export_cursor("otlp").expect("cursor").last_acked_seq,
+            0
+        );
         store.ack_export("otlp", 7, 3).expect("ack");
         store.ack_export("otlp", 4, 1).expect("ack");
         let cursor = store.export_cursor("otlp").expect("cursor");
@@ -357,7 +365,10 @@ mod tests {
         assert_eq!(cursor.last_error.as_deref(), Some("503"));
         assert_eq!(cursor.last_acked_seq, 7);
         store.ack_export("otlp", 9, 1).expect("ack");
-        assert_eq!(store.export_cursor("otlp").expect("cursor").last_error, None);
+        assert_eq!(
+            store.export_cursor("otlp").expect("cursor").last_error,
+            None
+        );
     }
 
     #[test]
@@ -372,8 +383,12 @@ mod tests {
         assert!(store.take_export_lease(me, 100, 200).expect("lease"));
         assert!(store.take_export_lease(me, 150, 250).expect("renew"));
         // pid 1 lives (start 0 means "not compared"), but the lease is ours until it expires.
-        assert!(!store.take_export_lease(other_live, 200, 300).expect("lease"));
-        assert!(store.take_export_lease(other_live, 251, 300).expect("expired"));
+        assert!(!store
+            .take_export_lease(other_live, 200, 300)
+            .expect("lease"));
+        assert!(store
+            .take_export_lease(other_live, 251, 300)
+            .expect("expired"));
         store.release_export_lease(other_live).expect("release");
         assert_eq!(store.export_lease().expect("lease"), None);
     }
@@ -412,8 +427,14 @@ mod tests {
             .skip_export("opa", Kind::ExportGap, 2, &gap_body("opa", 1, 2, "backlog"))
             .expect("skip");
         assert_eq!(seq, 3);
-        assert_eq!(store.export_cursor("opa").expect("cursor").last_acked_seq, 2);
-        assert_eq!(store.least_exported(&["opa", "otlp"]).expect("least"), Some(0));
+        assert_eq!(
+            store.export_cursor("opa").expect("cursor").last_acked_seq,
+            2
+        );
+        assert_eq!(
+            store.least_exported(&["opa", "otlp"]).expect("least"),
+            Some(0)
+        );
         assert!(!store.instance_id().expect("id").is_empty());
     }
 }

@@ -60,7 +60,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<i32> {
             for sink in crate::export::status(&store, log)? {
                 if json {
                     let mut value = serde_json::to_value(&sink)?;
-                    value["lease_holder"] = serde_json::json!(lease.map(|l| l.owner.pid));
+                    let holder = lease.filter(|l| l.owner.is_alive()).map(|l| l.owner.pid);
+                    value["lease_holder"] = serde_json::json!(holder);
                     serde_json::to_writer(&mut out, &value)?;
                     writeln!(out)?;
                     continue;
@@ -72,8 +73,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<i32> {
                 writeln!(out, "  sent:         {} records", sink.cursor.sent)?;
                 let success = sink.cursor.last_success.clone().unwrap_or_else(never);
                 writeln!(out, "  last success: {success}")?;
-                if let (Some(error), Some(at)) = (&sink.cursor.last_error, &sink.cursor.last_error_at) {
-                    writeln!(out, "  last error:   {at}: {}", crate::display::escape(error))?;
+                if let (Some(error), Some(at)) =
+                    (&sink.cursor.last_error, &sink.cursor.last_error_at)
+                {
+                    writeln!(
+                        out,
+                        "  last error:   {at}: {}",
+                        crate::display::escape(error)
+                    )?;
                 }
             }
             if !json {
@@ -96,8 +103,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<i32> {
                 std::time::Duration::from_millis(config.wrap.eval_timeout_ms),
             );
             let mut failed = false;
-            for (sink, result) in crate::export::flush(&mut store, log, Some(&policy))? {
-                match result {
+            for flushed in crate::export::flush(&mut store, log, Some(&policy))? {
+                let sink = flushed.sink;
+                match flushed.result {
                     Ok(sent) => writeln!(out, "{sink}: sent {sent} records")?,
                     Err(e) => {
                         failed = true;

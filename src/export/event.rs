@@ -47,7 +47,11 @@ impl Event {
 }
 
 /// Maps one record. `policy` is the set in force, for its `mask` rule.
-pub fn map(record: &JournalRecord, arguments: ExportArguments, policy: Option<&PolicySet>) -> Event {
+pub fn map(
+    record: &JournalRecord,
+    arguments: ExportArguments,
+    policy: Option<&PolicySet>,
+) -> Event {
     let body = &record.body;
     let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
     let mut facts = Map::new();
@@ -65,7 +69,10 @@ pub fn map(record: &JournalRecord, arguments: ExportArguments, policy: Option<&P
         "policy_hash",
         "request_id",
     ] {
-        if let Some(v) = body.get(key).filter(|v| !v.is_null() && v.as_str() != Some("")) {
+        if let Some(v) = body
+            .get(key)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""))
+        {
             facts.insert(key.to_owned(), v.clone());
         }
     }
@@ -263,10 +270,7 @@ mod tests {
     }
 
     fn policy(text: &str) -> PolicySet {
-        PolicySet::from_sources(
-            &[("log.rego".into(), text.into())],
-            Duration::from_secs(1),
-        )
+        PolicySet::from_sources(&[("log.rego".into(), text.into())], Duration::from_secs(1))
     }
 
     #[test]
@@ -292,7 +296,10 @@ mod tests {
         assert_eq!(omitted.erased, ["/input/action/arguments"]);
         let hashed = map(&decision(), ExportArguments::Sha256, None);
         let digest = hashed.input["action"]["arguments"].as_str().unwrap_or("");
-        assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "{digest}"
+        );
     }
 
     #[test]
@@ -319,7 +326,10 @@ mod tests {
             assert_eq!(event.erased, *want, "{text}");
             assert_eq!(event.input.is_null(), *emptied, "{text}");
             if want.contains(&"/input/action/arguments/content") {
-                assert_eq!(event.input["action"]["arguments"], json!({"path": "/tmp/x"}));
+                assert_eq!(
+                    event.input["action"]["arguments"],
+                    json!({"path": "/tmp/x"})
+                );
                 assert_eq!(event.result.get("reasons"), None);
             }
         }

@@ -63,7 +63,9 @@ pub fn start(database: PathBuf, config: DecisionLogConfig, policy: Live) -> Opti
     match spawned {
         Ok(_) => Some(Exporter { _stop: stop }),
         Err(e) => {
-            crate::note!("decision logs are not exported by this wrapper: cannot start its thread: {e}");
+            crate::note!(
+                "decision logs are not exported by this wrapper: cannot start its thread: {e}"
+            );
             None
         }
     }
@@ -219,7 +221,9 @@ impl Pass<'_> {
         self.bound_backlog()?;
         loop {
             let cursor = self.store.export_cursor(self.sink.name())?.last_acked_seq;
-            let batch = self.store.journal_after(cursor, BATCH_RECORDS, BATCH_BYTES)?;
+            let batch = self
+                .store
+                .journal_after(cursor, BATCH_RECORDS, BATCH_BYTES)?;
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 return Ok(());
             };
@@ -240,10 +244,13 @@ impl Pass<'_> {
                 self.store.ack_export(self.sink.name(), through, 0)?;
                 continue;
             }
-            let request = self.sink.encode(self.origin, &events).map_err(|e| Failure::Retry {
-                error: format!("cannot encode a batch: {e}"),
-                after: None,
-            })?;
+            let request = self
+                .sink
+                .encode(self.origin, &events)
+                .map_err(|e| Failure::Retry {
+                    error: format!("cannot encode a batch: {e}"),
+                    after: None,
+                })?;
             match sink::post(self.sink, &request) {
                 Delivery::Accepted => {
                     self.store
@@ -306,8 +313,8 @@ impl Pass<'_> {
             through = Some(head - max_rows / 2);
             why = "max_backlog_rows";
         }
-        let cutoff = time::OffsetDateTime::now_utc()
-            - Duration::from_secs(self.config.max_backlog_secs);
+        let cutoff =
+            time::OffsetDateTime::now_utc() - Duration::from_secs(self.config.max_backlog_secs);
         let cutoff = format_ts(cutoff);
         if first_ts < cutoff {
             if let Some(old) = self.store.last_before(cursor, &cutoff)? {
@@ -324,7 +331,8 @@ impl Pass<'_> {
                 head - cursor
             );
             let body = gap_body(name, first, through, why);
-            self.store.skip_export(name, Kind::ExportGap, through, &body)?;
+            self.store
+                .skip_export(name, Kind::ExportGap, through, &body)?;
         }
         Ok(())
     }
@@ -358,13 +366,20 @@ pub fn status(store: &Store, config: &DecisionLogConfig) -> Result<Vec<SinkStatu
         .collect()
 }
 
+/// What `flush` did for one sink: how many records it sent, or why it stopped.
+#[derive(Debug)]
+pub struct Flushed {
+    pub sink: String,
+    pub result: Result<i64, String>,
+}
+
 /// `behavry export flush`: sends every committed record to every sink now, without waiting out
 /// a backoff. Returns each sink's result.
 pub fn flush(
     store: &mut Store,
     config: &DecisionLogConfig,
     policy: Option<&PolicySet>,
-) -> Result<Vec<(String, Result<i64, String>)>, StoreError> {
+) -> Result<Vec<Flushed>, StoreError> {
     let origin = Origin {
         instance_id: store.instance_id()?,
         host_name: host_name(),
@@ -385,7 +400,10 @@ pub fn flush(
             Ok(()) => Ok(store.export_cursor(sink.name())?.sent - before),
             Err(e) => Err(e.to_string()),
         };
-        results.push((sink.name().to_owned(), result));
+        results.push(Flushed {
+            sink: sink.name().to_owned(),
+            result,
+        });
     }
     Ok(results)
 }

@@ -77,7 +77,9 @@ impl Sink {
             Sink::Otlp(otlp) => {
                 let request = otlp_request(origin, events);
                 let (body, content_type) = match otlp.protocol {
-                    OtlpProtocol::HttpProtobuf => (request.encode_to_vec(), "application/x-protobuf"),
+                    OtlpProtocol::HttpProtobuf => {
+                        (request.encode_to_vec(), "application/x-protobuf")
+                    }
                     OtlpProtocol::HttpJson => (serde_json::to_vec(&request)?, "application/json"),
                 };
                 Ok(Request {
@@ -174,7 +176,9 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     } else {
         let format = time::format_description::well_known::Rfc2822;
         let at = time::OffsetDateTime::parse(value, &format).ok()?;
-        let secs = (at - time::OffsetDateTime::now_utc()).whole_seconds().max(0);
+        let secs = (at - time::OffsetDateTime::now_utc())
+            .whole_seconds()
+            .max(0);
         Duration::from_secs(secs as u64)
     };
     Some(after.min(MAX_BACKOFF))
@@ -254,7 +258,10 @@ fn agent(ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, String> {
             })
             .collect();
         if certs.is_empty() {
-            return Err(format!("ca_file {} holds no PEM certificate", path.display()));
+            return Err(format!(
+                "ca_file {} holds no PEM certificate",
+                path.display()
+            ));
         }
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))

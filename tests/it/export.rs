@@ -10,7 +10,6 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -36,7 +35,8 @@ impl Collector {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("received.jsonl");
         let control = dir.path().join("control.json");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/collectors/{kind}.py"));
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/collectors/{kind}.py"));
         let mut child = Command::new("python3")
             .arg(&script)
             .args(["--port", &port.to_string()])
@@ -51,7 +51,11 @@ impl Collector {
         let mut first = String::new();
         let stdout = child.stdout.take().expect("collector stdout");
         let _ = BufReader::new(stdout).read_line(&mut first);
-        let Some(port) = first.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()) else {
+        let Some(port) = first
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+        else {
             let mut err = String::new();
             let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
             let _ = child.kill();
@@ -137,17 +141,26 @@ fn home_with(sinks: &str) -> Home {
 }
 
 fn opa_sink(c: &Collector) -> String {
-    format!("[decision_log.opa]\nurl = \"http://127.0.0.1:{}/logs\"\n", c.port)
+    format!(
+        "[decision_log.opa]\nurl = \"http://127.0.0.1:{}/logs\"\n",
+        c.port
+    )
 }
 
 fn otlp_sink(port: u16, protocol: &str) -> String {
-    format!("[decision_log.otlp]\nendpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\n")
+    format!(
+        "[decision_log.otlp]\nendpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\n"
+    )
 }
 
 fn calls(w: &mut Wrapper, from: i64, n: i64) {
     for id in from..from + n {
         let tool = if id % 3 == 0 { "write_file" } else { "echo" };
-        w.call(id, tool, json!({"text": format!("call {id}"), "path": "/tmp/x"}));
+        w.call(
+            id,
+            tool,
+            json!({"text": format!("call {id}"), "path": "/tmp/x"}),
+        );
     }
 }
 
@@ -176,7 +189,12 @@ fn every_record_reaches_both_sinks_with_its_id_revision_seq_and_hash() {
     w.initialize();
     calls(&mut w, 1, 6);
     // The wrapper's own exporter sends while it runs.
-    assert!(eventually(|| opa.stored().iter().filter(|e| e["kind"] == "decision").count() == 6));
+    assert!(eventually(|| opa
+        .stored()
+        .iter()
+        .filter(|e| e["kind"] == "decision")
+        .count()
+        == 6));
     let (code, _) = w.finish();
     assert_eq!(code, Some(0));
     // What the wrapper wrote on its way out is sent by the next exporter, here `export flush`.
@@ -194,10 +212,24 @@ fn every_record_reaches_both_sinks_with_its_id_revision_seq_and_hash() {
     let opa_events = opa.stored();
     for event in opa_events.iter().filter(|e| e["kind"] == "decision") {
         for field in [
-            "decision_id", "labels", "bundles", "path", "input", "result", "requested_by",
-            "timestamp", "metrics", "erased", "instance_id", "seq", "hash",
+            "decision_id",
+            "labels",
+            "bundles",
+            "path",
+            "input",
+            "result",
+            "requested_by",
+            "timestamp",
+            "metrics",
+            "erased",
+            "instance_id",
+            "seq",
+            "hash",
         ] {
-            assert!(event.get(field).is_some(), "OPA event without {field}: {event}");
+            assert!(
+                event.get(field).is_some(),
+                "OPA event without {field}: {event}"
+            );
         }
         let id = event["decision_id"].as_str().expect("decision_id");
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
@@ -207,16 +239,36 @@ fn every_record_reaches_both_sinks_with_its_id_revision_seq_and_hash() {
         assert_eq!(event["labels"]["id"], instance.as_str());
         assert_eq!(event["labels"]["team"], "payments");
         assert_eq!(event["hash"], journal[&seq(event)].1.as_str());
-        assert_eq!(event["input"]["action"]["tool"].as_str().map(|t| t.starts_with("fs/")), Some(true));
+        assert_eq!(
+            event["input"]["action"]["tool"]
+                .as_str()
+                .map(|t| t.starts_with("fs/")),
+            Some(true)
+        );
         assert_eq!(event["requested_by"], event["input"]["requester"]["id"]);
-        let decision = event["result"]["decision"].as_str().expect("result.decision");
+        let decision = event["result"]["decision"]
+            .as_str()
+            .expect("result.decision");
         let name = event["input"]["action"]["name"].as_str().unwrap_or("");
-        assert_eq!(decision, if name == "write_file" { "deny" } else { "allow" });
+        assert_eq!(
+            decision,
+            if name == "write_file" {
+                "deny"
+            } else {
+                "allow"
+            }
+        );
         assert!(event["result"]["reasons"].is_array());
     }
     // Outcomes and the session are exported too, each naming its kind.
-    let kinds: BTreeSet<&str> = opa_events.iter().filter_map(|e| e["kind"].as_str()).collect();
-    assert!(kinds.is_superset(&BTreeSet::from(["decision", "outcome", "session"])), "{kinds:?}");
+    let kinds: BTreeSet<&str> = opa_events
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.is_superset(&BTreeSet::from(["decision", "outcome", "session"])),
+        "{kinds:?}"
+    );
 
     let otlp_events = otlp.stored();
     for event in &otlp_events {
@@ -224,7 +276,9 @@ fn every_record_reaches_both_sinks_with_its_id_revision_seq_and_hash() {
         assert_eq!(resource["service.name"], "behavry");
         assert_eq!(resource["service.instance.id"], instance.as_str());
         assert_eq!(resource["service.version"], env!("CARGO_PKG_VERSION"));
-        assert!(resource["host.name"].as_str().is_some_and(|h| !h.is_empty()));
+        assert!(resource["host.name"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()));
         assert_eq!(resource["team"], "payments");
         let attributes = &event["attributes"];
         let kind = attributes["behavry.kind"].as_str().expect("behavry.kind");
@@ -233,8 +287,9 @@ fn every_record_reaches_both_sinks_with_its_id_revision_seq_and_hash() {
         assert_eq!(attributes["behavry.instance_id"], instance.as_str());
         if kind == "decision" {
             assert!(attributes["behavry.decision_id"].is_string(), "{event}");
-            let bundles: Value = serde_json::from_str(attributes["behavry.bundles"].as_str().unwrap_or(""))
-                .expect("behavry.bundles is JSON");
+            let bundles: Value =
+                serde_json::from_str(attributes["behavry.bundles"].as_str().unwrap_or(""))
+                    .expect("behavry.bundles is JSON");
             assert_eq!(bundles, json!({}));
             assert!(attributes["behavry.decision"].is_string());
         }
@@ -270,7 +325,10 @@ fn otlp_json_is_read_by_the_reference_decoder() {
 /// rotel's agent, printing every record it receives.
 fn rotel(port: u16) -> (Child, Arc<Mutex<String>>) {
     let agent = Command::new("python3")
-        .args(["-c", "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))"])
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
         .output()
         .expect("python3");
     let agent = String::from_utf8_lossy(&agent.stdout).trim().to_owned();
@@ -279,9 +337,23 @@ fn rotel(port: u16) -> (Child, Arc<Mutex<String>>) {
         "rotel-agent not found: pip install -r tests/requirements.txt (PyPI rotel)"
     );
     let mut child = Command::new(&agent)
-        .args(["start", "--otlp-http-endpoint", &format!("127.0.0.1:{port}")])
-        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{}", free_port())])
-        .args(["--exporter", "blackhole", "--debug-log", "logs", "--debug-log-verbosity", "detailed"])
+        .args([
+            "start",
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "--otlp-grpc-endpoint",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--exporter",
+            "blackhole",
+            "--debug-log",
+            "logs",
+            "--debug-log-verbosity",
+            "detailed",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -314,7 +386,10 @@ fn rotel_receives_and_prints_every_record() {
     calls(&mut w, 1, 4);
     w.finish();
     // rotel may still be starting: flush until it takes everything.
-    assert!(eventually(|| flush(&home).0 == 0), "rotel never accepted the records");
+    assert!(
+        eventually(|| flush(&home).0 == 0),
+        "rotel never accepted the records"
+    );
     let journal = journal(&home);
     let all_printed = eventually(|| {
         let p = printed.lock().map(|p| p.clone()).unwrap_or_default();
@@ -336,7 +411,10 @@ fn a_kill_mid_batch_loses_nothing_and_repeats_only_that_batch() {
     w.initialize();
     calls(&mut w, 1, 5);
     // The exporter sent a batch and waits for an answer that does not come.
-    assert!(eventually(|| otlp.requests().iter().any(|r| r["status"] == "hang")));
+    assert!(eventually(|| otlp
+        .requests()
+        .iter()
+        .any(|r| r["status"] == "hang")));
     // Calls still flow while it waits.
     calls(&mut w, 6, 5);
     let reply = w.call(100, "echo", json!({"text": "still here"}));
@@ -367,10 +445,17 @@ fn a_kill_mid_batch_loses_nothing_and_repeats_only_that_batch() {
         assert!(seen.contains_key(seq), "seq {seq} never arrived");
     }
     for (seq, n) in &seen {
-        assert!(*n == 1 || hung.contains(seq), "seq {seq} arrived {n} times outside the killed batch");
+        assert!(
+            *n == 1 || hung.contains(seq),
+            "seq {seq} arrived {n} times outside the killed batch"
+        );
     }
     let stored: BTreeSet<i64> = otlp.stored().iter().map(seq).collect();
-    assert_eq!(stored, journal.keys().copied().collect(), "the collector holds every record");
+    assert_eq!(
+        stored,
+        journal.keys().copied().collect(),
+        "the collector holds every record"
+    );
 }
 
 #[test]
@@ -385,9 +470,16 @@ fn a_collector_down_for_many_calls_gets_the_backlog_exactly_once() {
         let out = run(&mut home.command(&["export", "status"]));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(eventually(|| status().contains("last error")), "{}", status());
+    assert!(
+        eventually(|| status().contains("last error")),
+        "{}",
+        status()
+    );
     let status = status();
-    assert!(status.contains(&format!("exporting: behavry process {}", w.child.id())), "{status}");
+    assert!(
+        status.contains(&format!("exporting: behavry process {}", w.child.id())),
+        "{status}"
+    );
     let otlp = Collector::start("otlp", port);
     let journal_now = journal(&home);
     let last = *journal_now.keys().last().expect("records");
@@ -404,13 +496,20 @@ fn a_collector_down_for_many_calls_gets_the_backlog_exactly_once() {
     for seq in journal_now.keys() {
         assert_eq!(counts.get(seq), Some(&1), "seq {seq}");
     }
-    assert!(otlp.requests().len() >= 2, "{} records fit no single batch", journal_now.len());
+    assert!(
+        otlp.requests().len() >= 2,
+        "{} records fit no single batch",
+        journal_now.len()
+    );
 }
 
 #[test]
 fn past_the_backlog_cap_records_are_skipped_and_the_gap_is_sent() {
     let port = free_port();
-    let home = home_with(&format!("max_backlog_rows = 10\n{}", otlp_sink(port, "http/protobuf")));
+    let home = home_with(&format!(
+        "max_backlog_rows = 10\n{}",
+        otlp_sink(port, "http/protobuf")
+    ));
     let mut w = home.wrap(&["--name", "fs", "--", BIN, "mock-server"], &[]);
     w.initialize();
     calls(&mut w, 1, 30);
@@ -424,14 +523,22 @@ fn past_the_backlog_cap_records_are_skipped_and_the_gap_is_sent() {
         .filter(|e| e["attributes"]["behavry.kind"] == "export_gap")
         .collect();
     assert_eq!(gaps.len(), 1, "{stored:?}");
-    let gap: Value = serde_json::from_str(gaps[0]["body"].as_str().unwrap_or("")).expect("gap body");
-    let (from, through) = (gap["from_seq"].as_i64().unwrap_or(0), gap["through_seq"].as_i64().unwrap_or(0));
+    let gap: Value =
+        serde_json::from_str(gaps[0]["body"].as_str().unwrap_or("")).expect("gap body");
+    let (from, through) = (
+        gap["from_seq"].as_i64().unwrap_or(0),
+        gap["through_seq"].as_i64().unwrap_or(0),
+    );
     assert_eq!(gap["records"], through - from + 1);
     assert_eq!(gap["sink"], "otlp");
     let received: BTreeSet<i64> = stored.iter().map(seq).collect();
     for seq in journal(&home).keys() {
         let skipped = (from..=through).contains(seq);
-        assert_ne!(received.contains(seq), skipped, "seq {seq}: sent or skipped, never both or neither");
+        assert_ne!(
+            received.contains(seq),
+            skipped,
+            "seq {seq}: sent or skipped, never both or neither"
+        );
     }
     assert!(received.len() <= 11, "kept within the cap: {received:?}");
     // The gap is in the audit trail as well.
@@ -452,7 +559,11 @@ fn the_policy_mask_erases_fields_before_they_leave() {
     w.finish();
     let (code, said) = flush(&home);
     assert_eq!(code, 0, "{said}");
-    let decisions: Vec<Value> = opa.stored().into_iter().filter(|e| e["kind"] == "decision").collect();
+    let decisions: Vec<Value> = opa
+        .stored()
+        .into_iter()
+        .filter(|e| e["kind"] == "decision")
+        .collect();
     assert_eq!(decisions.len(), 3);
     for d in decisions {
         let args = &d["input"]["action"]["arguments"];
@@ -475,18 +586,30 @@ fn retry_after_is_honoured_and_the_same_records_are_sent_again() {
     let mut w = home.wrap(&["--name", "fs", "--", BIN, "mock-server"], &[]);
     w.initialize();
     calls(&mut w, 1, 2);
-    assert!(eventually(|| otlp.requests().iter().any(|r| r["status"] == 200)));
+    assert!(eventually(|| otlp
+        .requests()
+        .iter()
+        .any(|r| r["status"] == 200)));
     w.finish();
     let requests = otlp.requests();
     let refused = requests.iter().find(|r| r["status"] == 429).expect("a 429");
     let accepted = requests.iter().find(|r| r["status"] == 200).expect("a 200");
     let waited = accepted["t"].as_f64().unwrap_or(0.0) - refused["t"].as_f64().unwrap_or(0.0);
     // The first backoff alone is at most 2 s: 3 s means Retry-After was followed.
-    assert!(waited >= 3.0, "retried after {waited:.2}s, Retry-After said 3");
+    assert!(
+        waited >= 3.0,
+        "retried after {waited:.2}s, Retry-After said 3"
+    );
     let seqs = |r: &Value| -> BTreeSet<i64> {
-        r["events"].as_array().map(|e| e.iter().map(seq).collect()).unwrap_or_default()
+        r["events"]
+            .as_array()
+            .map(|e| e.iter().map(seq).collect())
+            .unwrap_or_default()
     };
-    assert!(seqs(accepted).is_superset(&seqs(refused)), "the refused records are sent again");
+    assert!(
+        seqs(accepted).is_superset(&seqs(refused)),
+        "the refused records are sent again"
+    );
 }
 
 #[test]
