@@ -90,6 +90,13 @@ pub fn map(
         facts,
     };
     if record.kind != "decision" {
+        // Other records that carry what a client or server sent: the same rule as arguments.
+        match record.kind.as_str() {
+            "server_request" => content(&mut event, "/result/params", arguments),
+            "refused_frame" => content(&mut event, "/result/head", arguments),
+            _ => {}
+        }
+        apply_mask(&mut event, policy);
         return event;
     }
     event.bundles = revisions(text("bundles").as_deref());
@@ -117,23 +124,36 @@ pub fn map(
             "requester": {"id": body.get("requester"), "channel": body.get("channel")},
         })
     });
+    content(&mut event, "/input/action/arguments", arguments);
+    apply_mask(&mut event, policy);
+    event
+}
+
+/// Applies `[decision_log] arguments` to the content at `pointer` (under `/input` or `/result`):
+/// kept as stored (redacted), erased, or replaced by the SHA-256 of its canonical JSON.
+fn content(event: &mut Event, pointer: &str, arguments: ExportArguments) {
     match arguments {
         ExportArguments::Redacted => {}
         ExportArguments::Omit => {
-            if erase(&mut event, "/input/action/arguments") {
-                event.erased.push("/input/action/arguments".into());
+            if erase(event, pointer) {
+                event.erased.push(pointer.to_owned());
             }
         }
         ExportArguments::Sha256 => {
-            if let Some(args) = event.input.pointer_mut("/action/arguments") {
-                let digest = Sha256::digest(crate::audit::chain::canonical(args).as_bytes());
+            let target = if let Some(rest) = pointer.strip_prefix("/input") {
+                event.input.pointer_mut(rest)
+            } else if let Some(rest) = pointer.strip_prefix("/result") {
+                event.result.pointer_mut(rest)
+            } else {
+                None
+            };
+            if let Some(value) = target {
+                let digest = Sha256::digest(crate::audit::chain::canonical(value).as_bytes());
                 let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                *args = Value::String(format!("sha256:{hex}"));
+                *value = Value::String(format!("sha256:{hex}"));
             }
         }
     }
-    apply_mask(&mut event, policy);
-    event
 }
 
 /// `{"NAME": {"revision": …}}` from the stored `{"NAME": {"revision", "sha256"}}` text.
@@ -336,6 +356,33 @@ mod tests {
     }
 
     #[test]
+    fn what_a_server_or_client_sent_follows_the_arguments_rule() {
+        let record = JournalRecord {
+            seq: 7,
+            ts: "t".into(),
+            kind: "server_request".into(),
+            ref_seq: None,
+            body: json!({"server": "fs", "method": "sampling/createMessage",
+                         "params": {"messages": ["private"]}}),
+            hash: "h7".into(),
+            input: None,
+            decision_id: None,
+            resolution: None,
+            outcome: None,
+            size: 0,
+        };
+        let omitted = map(&record, ExportArguments::Omit, None);
+        assert_eq!(omitted.result.get("params"), None);
+        assert_eq!(omitted.erased, ["/result/params"]);
+        let hashed = map(&record, ExportArguments::Sha256, None);
+        assert!(hashed.result["params"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("sha256:")));
+        let kept = map(&record, ExportArguments::Redacted, None);
+        assert_eq!(kept.result["params"]["messages"][0], "private");
+    }
+
+    #[test]
     fn other_records_carry_their_body_and_decision() {
         let record = JournalRecord {
             seq: 6,
@@ -352,6 +399,7 @@ mod tests {
         };
         let event = map(&record, ExportArguments::Omit, None);
         assert_eq!(event.result, record.body);
+        assert!(event.erased.is_empty());
         assert_eq!(event.decision_id.as_deref(), Some("d"));
         assert_eq!(event.input, Value::Null);
     }

@@ -157,10 +157,24 @@ fn lease_ttl(interval: Duration) -> i64 {
     (interval.as_secs() * 3 + 60) as i64
 }
 
+/// Whether `owner` holds the lease, taking or renewing it when needed. Only a read when another
+/// live process holds it, or when ours has more than half its time left: a wrapper that does not
+/// export adds no writes to the database.
 fn holds_lease(store: &mut Store, owner: Owner, interval: Duration) -> bool {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ttl = lease_ttl(interval);
+    match store.export_lease() {
+        Ok(Some(lease)) if lease.owner == owner && lease.expires_at - now > ttl / 2 => return true,
+        Ok(Some(lease))
+            if lease.owner != owner && lease.expires_at >= now && lease.owner.is_alive() =>
+        {
+            return false
+        }
+        Err(_) => return false,
+        _ => {}
+    }
     store
-        .take_export_lease(owner, now, now + lease_ttl(interval))
+        .take_export_lease(owner, now, now + ttl)
         .unwrap_or(false)
 }
 
