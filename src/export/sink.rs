@@ -194,8 +194,42 @@ pub fn backoff(failures: u32, random: u64) -> Duration {
     Duration::from_millis(half + random % (millis - half + 1))
 }
 
+/// Decision logs say what agents did, with their arguments: they go over TLS, or over plain HTTP
+/// only where they never leave the machine (a local Collector).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "{url} is not an https:// URL; fix it in [decision_log]"
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to send decision logs to {url} over plain http; use https:// (http:// is \
+             only for a loopback address such as 127.0.0.1)"
+        ))
+    }
+}
+
 /// Sends one batch.
 pub fn post(sink: &Sink, request: &Request) -> Delivery {
+    if let Err(error) = check_url(&sink.url()) {
+        return Delivery::Retry { error, after: None };
+    }
     let headers = match sink.auth_headers() {
         Ok(headers) => headers,
         Err(error) => return Delivery::Retry { error, after: None },
@@ -468,6 +502,26 @@ mod tests {
                 Delivery::Rejected { .. } => "rejected".to_owned(),
             };
             assert_eq!(got, *want, "{status} {after:?}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let table = [
+            ("https://otel.example.com:4318/v1/logs", true),
+            ("http://127.0.0.1:4318/v1/logs", true),
+            ("http://localhost/logs", true),
+            ("http://[::1]:9000/logs", true),
+            ("http://127.9.9.9/logs", true),
+            ("http://otel.example.com/v1/logs", false),
+            ("http://127.0.0.1.example.com/logs", false),
+            ("http://127.0.0.1@evil.example.com/logs", false),
+            ("http://10.0.0.1/logs", false),
+            ("ftp://127.0.0.1/logs", false),
+            ("otel.example.com", false),
+        ];
+        for (url, ok) in table {
+            assert_eq!(check_url(url).is_ok(), ok, "{url}");
         }
     }
 
