@@ -46,11 +46,15 @@
 //! - [`cli`]: the command line, one module per command: `wrap` (runs the proxy), `log` (reads
 //!   the audit trail, `--events` too), `approve` (runs the TUI), `policy` (`check`, `eval`,
 //!   `bench`, `test`, `add`, `list`, `replay`, one file each), `tools` (pinned tools, their
-//!   diffs, trusting them), `bundle` (`verify`, `build`: OPA bundles), `hook` (run by Claude Code for each of its tool calls), `paths`, the
-//!   set-up commands (`init`, `claude`, `demo`, `completions`, `man`), and the hidden
+//!   diffs, trusting them), `bundle` (`verify`, `build`: OPA bundles), `hook` (run by Claude Code
+//!   for each of its tool calls), `paths`, the set-up commands (`init`, `claude`, `demo`,
+//!   `completions`, `man`), `export` (decision-log sinks: `status`, `flush`), and the hidden
 //!   `mock-server`.
 //! - [`bundle`]: OPA bundles: reading one in memory ([`bundle::load`]: limits, unsafe entries,
 //!   signature, manifest, roots), and writing one ([`bundle::build`]).
+//! - [`export`]: decision logs: one exporter thread per database (a lease among the wrappers)
+//!   sends the journal records past each sink's cursor to an OTLP collector or an OPA
+//!   decision-log receiver, at least once ([`export::event`] maps, [`export::sink`] sends).
 //! - [`team`]: settings for teams: policy bundles pulled from the team's host and decisions
 //!   exported to its collector.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
@@ -67,6 +71,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod display;
+pub mod export;
 pub mod hook;
 pub mod mock;
 pub mod notes;

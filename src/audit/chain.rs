@@ -36,6 +36,11 @@ pub enum Kind {
     ToolTrust,
     /// Tools removed from a `tools/list` answer because the policies deny every call to them.
     ToolsHidden,
+    /// The exporter skipped records a sink could not take in time (`max_backlog_*`), or that
+    /// were pruned before it sent them.
+    ExportGap,
+    /// A sink refused a batch for good (a 4xx other than 429); the batch was set aside.
+    ExportRejected,
 }
 
 impl Kind {
@@ -54,6 +59,8 @@ impl Kind {
             Kind::ToolChange => "tool_change",
             Kind::ToolTrust => "tool_trust",
             Kind::ToolsHidden => "tools_hidden",
+            Kind::ExportGap => "export_gap",
+            Kind::ExportRejected => "export_rejected",
         }
     }
 }
@@ -327,6 +334,16 @@ impl Store {
     /// and appends a checkpoint carrying the last pruned hash so the rest still verifies.
     /// Returns how many journal records were removed.
     pub fn prune(&mut self, before: &str) -> Result<u64, StoreError> {
+        self.prune_keeping(before, None)
+    }
+
+    /// As [`Store::prune`], also keeping every record past `exported` (the smallest cursor of the
+    /// decision-log sinks): records no sink has yet are not pruned.
+    pub fn prune_keeping(
+        &mut self,
+        before: &str,
+        exported: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let sql = self.sqlite();
         let tx = self.write_tx()?;
         let mut through: Option<i64> = tx
@@ -345,6 +362,9 @@ impl Store {
             .map_err(&sql)?;
         if let (Some(t), Some(p)) = (through, first_pending) {
             through = Some(t.min(p - 1));
+        }
+        if let (Some(t), Some(e)) = (through, exported) {
+            through = Some(t.min(e));
         }
         let Some(through) = through.filter(|t| *t >= 1) else {
             return Ok(0);

@@ -1,8 +1,9 @@
 //! The audit trail: a SQLite store shared by every wrapper and reader ([`store`]), and the thread
 //! that owns a wrapper's connection so blocking SQLite calls stay off the async workers
-//! ([`writer`]).
+//! ([`writer`]); the exporter's cursors and lease ([`export`]).
 
 pub mod chain;
+pub mod export;
 pub mod inputs;
 pub mod monitor;
 pub mod pins;

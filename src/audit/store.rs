@@ -23,6 +23,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_paths.sql"),
     include_str!("migrations/005_rollout.sql"),
     include_str!("migrations/006_team.sql"),
+    // 007: policy bundles (007_bundles.sql).
+    include_str!("migrations/008_export.sql"),
 ];
 
 /// How long one SQLite call waits for another process's lock.

@@ -66,8 +66,23 @@ pub fn run(args: LogArgs) -> anyhow::Result<i32> {
     }
     if let (true, Some(age)) = (args.prune, args.before) {
         let before = ago(age, "--before")?;
-        let removed = store.prune(&before)?;
+        let config = crate::config::Config::load(&paths.config_file())?;
+        let sinks = crate::export::sinks(&config.decision_log);
+        let names: Vec<&str> = sinks.iter().map(|s| s.name()).collect();
+        let exported = if args.force {
+            None
+        } else {
+            store.least_exported(&names)?
+        };
+        let removed = store.prune_keeping(&before, exported)?;
         writeln!(out, "pruned {removed} records older than {before}")?;
+        if let Some(exported) = exported.filter(|e| store.head_seq().is_ok_and(|h| h > *e)) {
+            writeln!(
+                out,
+                "kept the records after {exported}: a decision-log sink has not received them yet \
+                 (`behavry export status`; --force prunes them anyway)"
+            )?;
+        }
         return Ok(0);
     }
     let since = args.since.map(|age| ago(age, "--since")).transpose()?;

@@ -5,6 +5,7 @@ mod bundle;
 mod claude;
 mod demo;
 mod events;
+mod export;
 mod hook;
 mod init;
 mod log;
@@ -59,6 +60,7 @@ enum Command {
     Init,
     Claude(claude::ClaudeArgs),
     Demo(demo::DemoArgs),
+    Export(export::ExportArgs),
     /// Print a shell completion script
     #[command(after_help = "Examples:\n  \
         behavry completions bash > ~/.local/share/bash-completion/completions/behavry\n  \
@@ -191,6 +193,9 @@ struct LogArgs {
     /// With --prune: the age of the oldest record to keep, e.g. 90d
     #[arg(long, value_name = "AGE", value_parser = log::parse_age, requires = "prune")]
     before: Option<std::time::Duration>,
+    /// With --prune: also delete records a decision-log sink has not received yet
+    #[arg(long, requires = "prune")]
+    force: bool,
     /// Counts by decision, server, tool and resolution (over --since, or everything)
     #[arg(long)]
     stats: bool,
@@ -226,6 +231,7 @@ pub fn main() -> i32 {
         Command::Init => init::run(),
         Command::Claude(args) => claude::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Export(args) => export::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -402,7 +402,7 @@ pub fn sample_input() -> Value {
 
 /// The input as regorus's value, built from the borrowed JSON: cheaper than `regorus::Value::from`,
 /// which clones the whole input and goes through serde's deserializer.
-fn to_rego(value: &Value) -> regorus::Value {
+pub(crate) fn to_rego(value: &Value) -> regorus::Value {
     match value {
         Value::Null => regorus::Value::Null,
         Value::Bool(b) => regorus::Value::from(*b),

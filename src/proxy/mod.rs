@@ -173,6 +173,13 @@ where
         reload::reporter(audit.clone(), session_id.clone(), opts.server.clone()),
         |problem| note!("{problem}"),
     );
+    // Decision logs leave from their own thread and connection, reading what the journal
+    // already holds: nothing on the per-call path waits for them.
+    let _exporter = crate::export::start(
+        opts.database.clone(),
+        opts.config.decision_log.clone(),
+        policy.clone(),
+    );
 
     let mut server = child::spawn(&opts.program, &opts.args)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start `{}`: {e}", opts.program)))?;

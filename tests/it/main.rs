@@ -11,6 +11,7 @@ mod claude_hook;
 mod common;
 mod e2e;
 mod elicit;
+mod export;
 mod fuzz_smoke;
 mod go_server;
 mod hook;
