@@ -14,6 +14,7 @@ mod fuzz_smoke;
 mod go_server;
 mod hook;
 mod launch;
+mod managed;
 mod messages_api;
 mod paths;
 mod policy;
