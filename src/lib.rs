@@ -67,6 +67,7 @@ pub mod display;
 pub mod hook;
 pub mod mock;
 pub mod notes;
+pub mod oci;
 pub mod pinning;
 pub mod policy;
 pub mod proxy;

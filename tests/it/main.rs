@@ -16,6 +16,7 @@ mod hook;
 mod launch;
 mod managed;
 mod messages_api;
+mod oci;
 mod paths;
 mod policy;
 mod rollout;
