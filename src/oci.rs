@@ -213,7 +213,7 @@ struct Descriptor {
 /// Pulls the bundle at `url` (see the module doc); `etag` is the digest of the archive held now.
 pub fn pull(url: &str, etag: Option<&str>, opts: &PullOptions) -> Result<Pulled, OciError> {
     let reference = Reference::parse(url)?;
-    let client = Client::new(opts)?;
+    let client = Client::new(opts, &reference)?;
     let name = reference.to_string();
 
     let manifest_url = reference.url("manifests", &reference.reference);
@@ -289,12 +289,16 @@ struct Client {
 }
 
 impl Client {
-    fn new(opts: &PullOptions) -> Result<Client, OciError> {
+    fn new(opts: &PullOptions, reference: &Reference) -> Result<Client, OciError> {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_global(Some(Duration::from_secs(300)))
             .user_agent(concat!("behavry/", env!("CARGO_PKG_VERSION")));
+        if reference.scheme == "http" {
+            // A proxy (HTTPS_PROXY, …) cannot reach this machine's loopback for us.
+            config = config.proxy(None);
+        }
         if let Some(path) = &opts.ca_file {
             config = config.tls_config(
                 ureq::tls::TlsConfig::builder()

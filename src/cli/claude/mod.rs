@@ -28,7 +28,8 @@ use json::{Doc, Edit, Node};
     behavry claude status\n  \
     behavry claude wrap\n  \
     behavry claude add fs -- npx -y @modelcontextprotocol/server-filesystem $PWD\n  \
-    behavry claude unwrap fs\n\n\
+    behavry claude unwrap fs\n  \
+    behavry claude managed --servers team.toml --out ./managed\n\n\
     Scopes, as in `claude mcp add --scope`: project = ./.mcp.json; user = ~/.claude.json; local = \
     ~/.claude.json for this directory only. Restart Claude Code (or run /mcp) to pick up changes.")]
 pub struct ClaudeArgs {
