@@ -222,3 +222,82 @@ fn refuses_a_blob_that_does_not_match_its_digest() {
     assert!(matches!(err, OciError::Digest { .. }), "{err}");
     assert!(err.to_string().contains(&digest(&bytes)), "{err}");
 }
+
+/// A registry that wants a bearer token (Docker's token protocol): every `/v2/` request without
+/// `Bearer issued` gets a 401 challenge naming `/token`, which hands out `issued` only to a client
+/// presenting `Bearer team-secret` for the right service and scope. Prints its port first.
+const TOKEN_REGISTRY: &str = r#"
+import hashlib, http.server, json, sys
+blob = open(sys.argv[1], "rb").read()
+digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+manifest = json.dumps({"schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
+               "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "size": len(blob), "digest": digest}]}).encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def send(self, code, body, headers={}):
+        self.send_response(code)
+        for k, v in headers.items(): self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        auth = self.headers.get("Authorization")
+        if self.path.startswith("/token?"):
+            want = "/token?scope=repository%3Abehavry%2Fbundle%3Apull&service=fake"
+            if self.path != want or auth != "Bearer team-secret":
+                return self.send(401, b"{}")
+            return self.send(200, b'{"token": "issued"}')
+        if auth != "Bearer issued":
+            realm = 'Bearer realm="http://%s/token",service="fake",scope="repository:behavry/bundle:pull"' % self.headers["Host"]
+            return self.send(401, b"{}", {"WWW-Authenticate": realm})
+        if self.path == "/v2/behavry/bundle/manifests/latest":
+            return self.send(200, manifest, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        if self.path == "/v2/behavry/bundle/blobs/" + digest:
+            return self.send(200, blob)
+        self.send(404, b"{}")
+server = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn answers_a_bearer_challenge_with_a_token_from_the_realm() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = bundle("one");
+    let file = dir.path().join("bundle.tar.gz");
+    std::fs::write(&file, &archive).expect("write bundle");
+    let mut server = Command::new("python3")
+        .args(["-c", TOKEN_REGISTRY])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the OCI tests need python3 on PATH");
+    let mut port = String::new();
+    if let Some(out) = server.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut port);
+    }
+    let url = format!("oci://127.0.0.1:{}/behavry/bundle:latest", port.trim());
+    let with_token = PullOptions {
+        token: Some("team-secret".into()),
+        ..opts()
+    };
+    let pulled = pull(&url, None, &with_token);
+    let without = pull(&url, None, &opts());
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        pulled.expect("pull with the team's token"),
+        Pulled::Archive {
+            digest: digest(&archive),
+            bytes: archive
+        }
+    );
+    let err = without.unwrap_err();
+    assert!(matches!(err, OciError::Status { status: 401, .. }), "{err}");
+    assert!(err.to_string().contains("check token_file"), "{err}");
+}
