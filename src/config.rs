@@ -414,14 +414,23 @@ fn read_trusted(path: &Path) -> Result<String, String> {
             .map_err(|e| format!("cannot read the owner of {}: {e}", dir.display()))?;
         trusted(dir, &meta)?;
     }
+    // The path as named matters too: whoever can write a directory on it, or owns a link on it,
+    // can point it elsewhere.
+    for step in path.ancestors() {
+        let meta = std::fs::symlink_metadata(step)
+            .map_err(|e| format!("cannot read the owner of {}: {e}", step.display()))?;
+        if meta.file_type().is_symlink() || meta.is_dir() {
+            trusted(step, &meta)?;
+        }
+    }
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| format!("cannot read it: {e}"))?;
     Ok(text)
 }
 
-/// Whether `path` (the system config or a directory above it) is safe from the user: owned by
-/// root and not writable by group or others. A sticky directory writable by all (`/tmp`) passes
+/// Whether `path` (the system config, a directory above it or a link on the way) is safe from
+/// the user: owned by root and not writable by group or others. A sticky directory writable by all (`/tmp`) passes
 /// as an ancestor: there nobody but an entry's owner and root may rename or remove it, so the
 /// root-owned path below cannot be swapped.
 pub fn trusted(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
@@ -436,7 +445,9 @@ pub fn trusted(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
         ));
     }
     let sticky_dir = meta.is_dir() && meta.mode() & STICKY != 0;
-    if meta.mode() & 0o022 != 0 && !sticky_dir {
+    // A link's own mode bits mean nothing (always 777 on Linux); its owner and directory count.
+    let link = meta.file_type().is_symlink();
+    if meta.mode() & 0o022 != 0 && !sticky_dir && !link {
         return Err(format!(
             "{} is writable by {}; run `sudo chmod go-w {}`",
             path.display(),
@@ -745,6 +756,32 @@ mod tests {
         std::fs::remove_file(&system).unwrap();
         std::os::unix::fs::symlink(&theirs, &system).unwrap();
         assert!(load().unwrap_err().to_string().contains("not root"));
+        // So is a link in a directory others can write: they could point it elsewhere.
+        std::fs::remove_file(&system).unwrap();
+        let real = dir.path().join("real.toml");
+        std::fs::write(&real, "local = \"off\"\n").unwrap();
+        chmod(&real, 0o644);
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o775);
+        let linked = open.join("config.toml");
+        std::os::unix::fs::symlink(&real, &linked).unwrap();
+        let err = Config::load_layers(Some(&linked), &user).unwrap_err();
+        assert!(
+            err.to_string().contains("open is writable by its group"),
+            "{err}"
+        );
+        chmod(&open, 0o755);
+        assert!(Config::load_layers(Some(&linked), &user).is_ok());
+        // In a sticky directory, the link's owner may replace it: it must be root.
+        chmod(&open, 0o1777);
+        assert!(Config::load_layers(Some(&linked), &user).is_ok());
+        std::os::unix::fs::lchown(&linked, Some(65534), None).unwrap();
+        let err = Config::load_layers(Some(&linked), &user).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        std::fs::remove_file(&real).unwrap();
+        std::fs::write(&theirs, "").unwrap();
+        std::os::unix::fs::symlink(&theirs, &system).unwrap();
         // A dangling one is refused, not taken for "no system config".
         std::fs::remove_file(&theirs).unwrap();
         assert!(matches!(load(), Err(ConfigError::System { .. })));
