@@ -645,6 +645,16 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_set_denies_with_its_reason_alone() {
+        let p = PolicySet::refused("the system config is refused: fix it");
+        assert_eq!(p.refusal(), Some("the system config is refused: fix it"));
+        let v = p.decide(&sample_input());
+        assert_eq!(v.decision, Decision::Deny);
+        assert_eq!(v.reasons, ["the system config is refused: fix it"]);
+        assert_eq!(PolicySet::from_sources(&[], TIMEOUT).refusal(), None);
+    }
+
+    #[test]
     fn evaluation_errors_deny() {
         // Conflicting values for a complete rule are an evaluation error in Rego.
         let p = set("package behavry.authz\nimport rego.v1\nallow := true if input.a\nallow := false if input.b\n");

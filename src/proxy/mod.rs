@@ -741,10 +741,9 @@ impl Relay {
     async fn warn_if_policies_broken(&self) {
         let policy = self.policy.current();
         let problem = match policy.error() {
-            Some(_) if policy.refusal().is_some() => format!(
-                "behavry: every tool call will be denied: {}",
-                policy.refusal().unwrap_or_default()
-            ),
+            Some(why) if policy.refusal().is_some() => {
+                format!("behavry: every tool call will be denied: {why}")
+            }
             Some(e) => format!(
                 "behavry: the policies failed to compile, so every tool call will be denied until they are fixed: {}",
                 e.replace('\n', "; ")

@@ -29,6 +29,11 @@ fn a_system_config_others_can_write_denies_every_call_saying_why() {
     w.initialize();
     let warning = w.recv();
     assert_eq!(warning["method"], "notifications/message", "{warning}");
+    let data = warning["params"]["data"].as_str().unwrap_or("");
+    assert!(
+        data.contains("every tool call will be denied") && data.contains("is refused"),
+        "{data}"
+    );
     let reply = w.call(2, "echo", json!({"text": "hi"}));
     assert!(is_error(&reply), "{reply}");
     assert!(
