@@ -1,8 +1,15 @@
-//! Where behavry keeps its files, and the user's `config.toml`.
+//! Where behavry keeps its files, the user's `config.toml`, and the system one an administrator
+//! installs.
 //!
 //! `BEHAVRY_HOME=<dir>` puts everything under one directory (config, policies, database), which tests
 //! and separate profiles rely on. Without it, the platform's config dir holds `config.toml` and
 //! `policies/`, and its data dir holds `behavry.db`.
+//!
+//! The system config ([`SYSTEM_CONFIG`]) is the team's: its `[bundles]`, `[keys]`,
+//! `[decision_log]` and `local` replace the user's, so an agent running as the user cannot repoint
+//! or disable them; every other setting merges with the user's winning. It is trusted only when
+//! root owns it and every directory above it, and none of them is writable by others
+//! ([`trusted`]); otherwise it is refused, never skipped.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +30,10 @@ pub enum ConfigError {
     },
     #[error("{path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The system config exists but cannot be used: until it is fixed, `wrap` denies every
+    /// governed call rather than run on the user's settings alone.
+    #[error("the system config {path} is refused: {why}")]
+    System { path: PathBuf, why: String },
 }
 
 /// The files behavry reads and writes.
@@ -277,22 +288,212 @@ impl Default for WrapConfig {
 }
 
 impl Config {
-    /// Reads `path`; a missing file is the default configuration, a malformed one is an error.
+    /// The configuration in force: the user's `config.toml` at `path` merged with the system
+    /// config, if there is one (see the module doc). A missing user file means all defaults; a
+    /// malformed one is an error, and so is a system config that exists but cannot be trusted.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+        let system = system_config()?;
+        Config::load_layers(system.as_deref(), path)
+    }
+
+    /// Reads the user's `config.toml` alone; a missing file is the default configuration.
+    pub fn load_user(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_user(path)?;
+        parse(&text, path)
+    }
+
+    /// `user` merged with the system config at `system` (already located; its ownership is checked
+    /// here).
+    pub fn load_layers(system: Option<&Path>, user: &Path) -> Result<Config, ConfigError> {
+        let Some(system) = system else {
+            return Config::load_user(user);
         };
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let refused = |why: String| ConfigError::System {
+            path: system.to_path_buf(),
+            why,
+        };
+        let text = read_trusted(system).map_err(refused)?;
+        // Each file is checked on its own first, so an error names the file and line it is in.
+        parse(&text, system).map_err(|e| refused(e.to_string()))?;
+        let system_table: toml::Table =
+            toml::from_str(&text).map_err(|e| refused(e.to_string()))?;
+        let user_text = read_user(user)?;
+        parse(&user_text, user)?;
+        let mut user_table: toml::Table =
+            toml::from_str(&user_text).map_err(|e| invalid(user, e))?;
+        for key in TEAM_KEYS {
+            if let Some(mine) = user_table.remove(key) {
+                if system_table.get(key) != Some(&mine) {
+                    crate::note!(
+                        "{}: `{key}` is ignored: the system config {} sets the team settings \
+                         ({}); ask its administrator to change them",
+                        user.display(),
+                        system.display(),
+                        TEAM_KEYS.join(", ")
+                    );
+                }
+            }
+        }
+        let mut merged = system_table;
+        merge(&mut merged, user_table);
+        Config::deserialize(merged).map_err(|e| invalid(user, e))
+    }
+}
+
+/// Where an administrator installs the system config.
+pub const SYSTEM_CONFIG: &str = if cfg!(target_os = "macos") {
+    "/Library/Application Support/behavry/config.toml"
+} else {
+    "/etc/behavry/config.toml"
+};
+
+/// Names another system config, for tests and machines without one at [`SYSTEM_CONFIG`]. It is
+/// honoured only while that file does not exist, and passes the same ownership checks: a variable
+/// the agent can set must never be able to remove or replace the administrator's file.
+pub const SYSTEM_CONFIG_ENV: &str = "BEHAVRY_SYSTEM_CONFIG";
+
+/// The settings only the system config decides once there is one (the user's are ignored).
+const TEAM_KEYS: [&str; 4] = ["bundles", "keys", "decision_log", "local"];
+
+/// The system config in force on this machine, if any (see [`locate_system`]).
+pub fn system_config() -> Result<Option<PathBuf>, ConfigError> {
+    locate_system(
+        Path::new(SYSTEM_CONFIG),
+        std::env::var_os(SYSTEM_CONFIG_ENV).filter(|v| !v.is_empty()),
+    )
+}
+
+/// The system config: `fixed` whenever anything exists there (even a dangling link, which is then
+/// refused), else `override_path`. A `fixed` path whose existence cannot be told (a directory on
+/// the way that cannot be searched) is an error, never "absent".
+pub fn locate_system(
+    fixed: &Path,
+    override_path: Option<std::ffi::OsString>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    match std::fs::symlink_metadata(fixed) {
+        Ok(_) => return Ok(Some(fixed.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ConfigError::System {
+                path: fixed.to_path_buf(),
+                why: format!(
+                    "cannot tell whether it exists ({e}); make its directory readable \
+                     (`chmod 755 {}`)",
+                    fixed.parent().unwrap_or(Path::new("/")).display()
+                ),
+            })
+        }
+    }
+    let Some(path) = override_path.map(PathBuf::from) else {
+        return Ok(None);
+    };
+    if !path.is_absolute() {
+        return Err(ConfigError::System {
+            path,
+            why: format!("{SYSTEM_CONFIG_ENV} must be an absolute path"),
+        });
+    }
+    Ok(Some(path))
+}
+
+/// Reads the system config at `path` once it is [`trusted`]; the text comes from the very file
+/// that was checked.
+fn read_trusted(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot resolve it: {e}"))?;
+    let mut file = std::fs::File::open(&real).map_err(|e| format!("cannot open it: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read its owner: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", real.display()));
+    }
+    trusted(&real, &meta)?;
+    for dir in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| format!("cannot read the owner of {}: {e}", dir.display()))?;
+        trusted(dir, &meta)?;
+    }
+    // The path as named matters too: whoever can write a directory on it, or owns a link on it,
+    // can point it elsewhere.
+    for step in path.ancestors() {
+        let meta = std::fs::symlink_metadata(step)
+            .map_err(|e| format!("cannot read the owner of {}: {e}", step.display()))?;
+        if meta.file_type().is_symlink() || meta.is_dir() {
+            trusted(step, &meta)?;
+        }
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    Ok(text)
+}
+
+/// Whether `path` (the system config, a directory above it or a link on the way) is safe from
+/// the user: owned by root and not writable by group or others. A sticky directory writable by all (`/tmp`) passes
+/// as an ancestor: there nobody but an entry's owner and root may rename or remove it, so the
+/// root-owned path below cannot be swapped.
+pub fn trusted(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    const STICKY: u32 = 0o1000;
+    if meta.uid() != 0 {
+        return Err(format!(
+            "{} is owned by uid {}, not root; run `sudo chown root {}`",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
+    }
+    let sticky_dir = meta.is_dir() && meta.mode() & STICKY != 0;
+    // A link's own mode bits mean nothing (always 777 on Linux); its owner and directory count.
+    let link = meta.file_type().is_symlink();
+    if meta.mode() & 0o022 != 0 && !sticky_dir && !link {
+        return Err(format!(
+            "{} is writable by {}; run `sudo chmod go-w {}`",
+            path.display(),
+            if meta.mode() & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The user's file; a missing one is empty.
+fn read_user(path: &Path) -> Result<String, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(ConfigError::Read {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+            source,
+        }),
+    }
+}
+
+fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| invalid(path, e))
+}
+
+fn invalid(path: &Path, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// `over` laid on `base`: tables merge key by key, anything else in `over` replaces `base`'s.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(over)) => merge(base, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -353,7 +554,7 @@ mod tests {
     #[test]
     fn missing_file_is_default() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config::load(&dir.path().join("config.toml")).unwrap();
+        let cfg = Config::load_user(&dir.path().join("config.toml")).unwrap();
         assert_eq!(cfg.agent.role, "developer");
         assert_eq!(cfg.agent.risk_tier, "low");
         assert!(cfg.action_types.is_empty());
@@ -369,14 +570,14 @@ mod tests {
             "[wrap]\nmode = \"monitor\"\n[servers.fs]\nmode = \"enforce\"\nfilter_denied_tools = true\n",
         )
         .unwrap();
-        let cfg = Config::load(&path).unwrap();
+        let cfg = Config::load_user(&path).unwrap();
         assert_eq!(cfg.mode_for("fs"), Mode::Enforce);
         assert_eq!(cfg.mode_for("gh"), Mode::Monitor);
         assert!(cfg.filters_denied_tools("fs"));
         assert!(!cfg.filters_denied_tools("gh"));
         assert_eq!(Config::default().mode_for("fs"), Mode::Enforce);
         std::fs::write(&path, "[wrap]\nmode = \"watch\"\n").unwrap();
-        assert!(Config::load(&path).is_err());
+        assert!(Config::load_user(&path).is_err());
     }
 
     #[test]
@@ -384,7 +585,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "[wrap]\nmax_held = 3\n").unwrap();
-        assert_eq!(Config::load(&path).unwrap().wrap.max_held, 3);
+        assert_eq!(Config::load_user(&path).unwrap().wrap.max_held, 3);
     }
 
     #[test]
@@ -397,16 +598,269 @@ mod tests {
              [action_types]\n\"fs/run_query\" = \"read\"\n",
         )
         .unwrap();
-        let cfg = Config::load(&path).unwrap();
+        let cfg = Config::load_user(&path).unwrap();
         assert_eq!(cfg.agent.role, "ci");
         assert_eq!(cfg.requester.id.as_deref(), Some("me@example.com"));
         assert_eq!(cfg.action_types["fs/run_query"], ActionType::Read);
 
         std::fs::write(&path, "[agent]\nrolee = \"ci\"\n").unwrap();
-        let err = Config::load(&path).unwrap_err().to_string();
+        let err = Config::load_user(&path).unwrap_err().to_string();
         assert!(err.contains("rolee"), "{err}");
 
         std::fs::write(&path, "[action_types]\nx = \"explode\"\n").unwrap();
-        assert!(Config::load(&path).is_err());
+        assert!(Config::load_user(&path).is_err());
+    }
+
+    /// A root-owned 0755 directory for system configs (tests run as root, see `.ci/run`).
+    fn system_dir() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    fn as_root() {
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!(
+            uid, 0,
+            "these tests chown files: run them as root (as CI does)"
+        );
+    }
+
+    fn chown(path: &Path, uid: u32) {
+        std::os::unix::fs::chown(path, Some(uid), None).unwrap();
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn the_system_config_must_be_root_owned_and_closed_to_others() {
+        as_root();
+        let user = tempfile::tempdir().unwrap();
+        let user = user.path().join("config.toml");
+        let dir = system_dir();
+        let sub = dir.path().join("behavry");
+        std::fs::create_dir(&sub).unwrap();
+        chmod(&sub, 0o755);
+        let system = sub.join("config.toml");
+        std::fs::write(&system, "local = \"off\"\n").unwrap();
+        chmod(&system, 0o644);
+        let load = || Config::load_layers(Some(&system), &user);
+        assert_eq!(load().unwrap().local, crate::team::Local::Off);
+
+        // (what to break, how, the words the refusal must hold)
+        type Break = Box<dyn Fn()>;
+        let (s, d) = (system.clone(), sub.clone());
+        let table: Vec<(Break, Break, &str)> = vec![
+            (
+                Box::new({
+                    let s = s.clone();
+                    move || chown(&s, 65534)
+                }),
+                Box::new({
+                    let s = s.clone();
+                    move || chown(&s, 0)
+                }),
+                "owned by uid 65534, not root",
+            ),
+            (
+                Box::new({
+                    let s = s.clone();
+                    move || chmod(&s, 0o664)
+                }),
+                Box::new({
+                    let s = s.clone();
+                    move || chmod(&s, 0o644)
+                }),
+                "writable by its group; run `sudo chmod go-w",
+            ),
+            (
+                Box::new({
+                    let s = s.clone();
+                    move || chmod(&s, 0o646)
+                }),
+                Box::new({
+                    let s = s.clone();
+                    move || chmod(&s, 0o644)
+                }),
+                "writable by everyone",
+            ),
+            (
+                Box::new({
+                    let d = d.clone();
+                    move || chown(&d, 65534)
+                }),
+                Box::new({
+                    let d = d.clone();
+                    move || chown(&d, 0)
+                }),
+                "behavry is owned by uid 65534",
+            ),
+            (
+                Box::new({
+                    let d = d.clone();
+                    move || chmod(&d, 0o775)
+                }),
+                Box::new({
+                    let d = d.clone();
+                    move || chmod(&d, 0o755)
+                }),
+                "behavry is writable by its group",
+            ),
+            (
+                // World-writable without the sticky bit: the file could be renamed away.
+                Box::new({
+                    let d = d.clone();
+                    move || chmod(&d, 0o777)
+                }),
+                Box::new({
+                    let d = d.clone();
+                    move || chmod(&d, 0o755)
+                }),
+                "behavry is writable by everyone",
+            ),
+            (
+                Box::new({
+                    let s = s.clone();
+                    move || std::fs::write(&s, "local = \"of\"\n").unwrap()
+                }),
+                Box::new({
+                    let s = s.clone();
+                    move || std::fs::write(&s, "local = \"off\"\n").unwrap()
+                }),
+                "unknown variant `of`",
+            ),
+        ];
+        for (bad, fix, words) in table {
+            bad();
+            let err = load().unwrap_err();
+            assert!(matches!(err, ConfigError::System { .. }), "{err}");
+            assert!(err.to_string().contains(words), "{err} lacks {words:?}");
+            fix();
+            assert_eq!(load().unwrap().local, crate::team::Local::Off);
+        }
+
+        // A sticky world-writable directory above (like /tmp) cannot have the file swapped.
+        chmod(&sub, 0o1777);
+        assert!(load().is_ok());
+        chmod(&sub, 0o755);
+
+        // A link to a file the user owns is judged by that file.
+        let theirs = user.with_file_name("theirs.toml");
+        std::fs::write(&theirs, "").unwrap();
+        chown(&theirs, 65534);
+        std::fs::remove_file(&system).unwrap();
+        std::os::unix::fs::symlink(&theirs, &system).unwrap();
+        assert!(load().unwrap_err().to_string().contains("not root"));
+        // So is a link in a directory others can write: they could point it elsewhere.
+        std::fs::remove_file(&system).unwrap();
+        let real = dir.path().join("real.toml");
+        std::fs::write(&real, "local = \"off\"\n").unwrap();
+        chmod(&real, 0o644);
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o775);
+        let linked = open.join("config.toml");
+        std::os::unix::fs::symlink(&real, &linked).unwrap();
+        let err = Config::load_layers(Some(&linked), &user).unwrap_err();
+        assert!(
+            err.to_string().contains("open is writable by its group"),
+            "{err}"
+        );
+        chmod(&open, 0o755);
+        assert!(Config::load_layers(Some(&linked), &user).is_ok());
+        // In a sticky directory, the link's owner may replace it: it must be root.
+        chmod(&open, 0o1777);
+        assert!(Config::load_layers(Some(&linked), &user).is_ok());
+        std::os::unix::fs::lchown(&linked, Some(65534), None).unwrap();
+        let err = Config::load_layers(Some(&linked), &user).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        std::fs::remove_file(&real).unwrap();
+        std::fs::write(&theirs, "").unwrap();
+        std::os::unix::fs::symlink(&theirs, &system).unwrap();
+        // A dangling one is refused, not taken for "no system config".
+        std::fs::remove_file(&theirs).unwrap();
+        assert!(matches!(load(), Err(ConfigError::System { .. })));
+    }
+
+    #[test]
+    fn the_override_never_displaces_an_existing_system_config() {
+        let dir = system_dir();
+        let fixed = dir.path().join("config.toml");
+        let other = std::ffi::OsString::from("/somewhere/else.toml");
+        let locate = |o: Option<&std::ffi::OsString>| locate_system(&fixed, o.cloned()).unwrap();
+        assert_eq!(locate(None), None);
+        assert_eq!(
+            locate(Some(&other)),
+            Some(PathBuf::from("/somewhere/else.toml"))
+        );
+        assert!(locate_system(&fixed, Some("relative.toml".into())).is_err());
+        std::fs::write(&fixed, "").unwrap();
+        assert_eq!(locate(Some(&other)), Some(fixed.clone()));
+        // Even a dangling link at the fixed place keeps the override out (and is refused later).
+        std::fs::remove_file(&fixed).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), &fixed).unwrap();
+        assert_eq!(locate(Some(&other)), Some(fixed.clone()));
+    }
+
+    #[test]
+    fn team_settings_come_from_the_system_config_and_the_rest_merges() {
+        as_root();
+        let dir = system_dir();
+        let system = dir.path().join("config.toml");
+        let user = dir.path().join("user.toml");
+        std::fs::write(
+            &system,
+            "local = \"off\"\n\
+             [wrap]\napproval_timeout_secs = 60\nmax_held = 2\n\
+             [bundles.org]\nurl = \"https://policies.example.com/b.tar.gz\"\n\
+             signing = { keyid = \"org\" }\n\
+             [keys.org]\nalgorithm = \"ES256\"\nkey_file = \"/etc/behavry/keys/org.pem\"\n\
+             [decision_log.opa]\nurl = \"https://decisions.example.com/logs\"\n",
+        )
+        .unwrap();
+        chmod(&system, 0o644);
+        std::fs::write(
+            &user,
+            "local = \"merge\"\n\
+             [wrap]\nmax_held = 5\nmode = \"monitor\"\n\
+             [bundles.org]\nurl = \"http://127.0.0.1:1/mine.tar.gz\"\n\
+             [bundles.extra]\nurl = \"file:///tmp/x.tar.gz\"\n\
+             [decision_log]\nmax_backlog_rows = 1\n\
+             [agent]\nrole = \"ci\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load_layers(Some(&system), &user).unwrap();
+        assert_eq!(cfg.local, crate::team::Local::Off);
+        assert_eq!(cfg.bundles.keys().collect::<Vec<_>>(), ["org"]);
+        assert_eq!(
+            cfg.bundles["org"].url,
+            "https://policies.example.com/b.tar.gz"
+        );
+        assert_eq!(cfg.keys.keys().collect::<Vec<_>>(), ["org"]);
+        assert_eq!(cfg.decision_log.max_backlog_rows, 1_000_000);
+        assert!(cfg.decision_log.opa.is_some());
+        // Other sections merge key by key, the user's winning.
+        assert_eq!(cfg.wrap.max_held, 5);
+        assert_eq!(cfg.wrap.mode, Mode::Monitor);
+        assert_eq!(cfg.wrap.approval_timeout_secs, 60);
+        assert_eq!(cfg.agent.role, "ci");
+
+        // A system config without team settings still owns them: the user's are not used.
+        std::fs::write(&system, "[wrap]\nmax_held = 2\n").unwrap();
+        let cfg = Config::load_layers(Some(&system), &user).unwrap();
+        assert!(cfg.bundles.is_empty());
+        assert_eq!(cfg.local, crate::team::Local::Tighten);
+
+        // An error in the user's file names the user's file, not the system's.
+        std::fs::write(&user, "[wrap]\nmax_hold = 1\n").unwrap();
+        match Config::load_layers(Some(&system), &user) {
+            Err(ConfigError::Invalid { path, .. }) => assert_eq!(path, user),
+            other => panic!("{other:?}"),
+        }
     }
 }

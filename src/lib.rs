@@ -16,7 +16,9 @@
 //! server stdout → proxy::frame → response bookkeeping (outcome, duration in audit) → client stdout
 //! ```
 //!
-//! - [`config`]: where behavry keeps its files (`BEHAVRY_HOME`) and the user's `config.toml`.
+//! - [`config`]: where behavry keeps its files (`BEHAVRY_HOME`) and the user's `config.toml`,
+//!   merged with the root-owned system config, whose team settings win (refused, and every
+//!   governed call denied, when others can write it).
 //! - [`proxy`]: spawns the server ([`proxy::child`]), reads frames ([`proxy::frame`]), parses
 //!   client messages strictly ([`proxy::strict`]: whatever is ambiguous is refused, what is
 //!   forwarded is the value evaluated), tracks in-flight ids and the protocol version
@@ -57,6 +59,7 @@
 //!   decision-log receiver, at least once ([`export::event`] maps, [`export::sink`] sends).
 //! - [`team`]: settings for teams: policy bundles pulled from the team's host and decisions
 //!   exported to its collector.
+//! - [`oci`]: pulls a bundle from an OCI registry (manifest, OPA's layer, digest as etag).
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
 //!   that never reads stderr cannot stall the proxy.
@@ -75,6 +78,7 @@ pub mod export;
 pub mod hook;
 pub mod mock;
 pub mod notes;
+pub mod oci;
 pub mod pinning;
 pub mod policy;
 pub mod proxy;

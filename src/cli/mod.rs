@@ -261,6 +261,19 @@ fn paths() -> anyhow::Result<i32> {
     let paths = crate::config::Paths::resolve()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "config:   {}", paths.config_file().display())?;
+    let system = match crate::config::system_config() {
+        Ok(None) => format!("{} (none)", crate::config::SYSTEM_CONFIG),
+        Ok(Some(file)) => {
+            match crate::config::Config::load_layers(Some(&file), &paths.config_file()) {
+                Err(e @ crate::config::ConfigError::System { .. }) => {
+                    format!("{} ({e})", file.display())
+                }
+                _ => format!("{} (in force)", file.display()),
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    writeln!(out, "system:   {system}")?;
     writeln!(out, "policies: {}", paths.policy_dir().display())?;
     writeln!(out, "database: {}", paths.database().display())?;
     Ok(0)

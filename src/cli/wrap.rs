@@ -9,12 +9,21 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::WrapArgs;
-use crate::config::{Config, Paths};
+use crate::config::{Config, ConfigError, Paths};
 use crate::proxy::{self, child, WrapOptions};
 
 pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
     let paths = Paths::resolve()?;
-    let mut config = Config::load(&paths.config_file())?;
+    // A system config that cannot be used must not leave the user's settings alone in force:
+    // the wrapper runs, and denies every governed call saying why.
+    let (mut config, refused) = match Config::load(&paths.config_file()) {
+        Ok(config) => (config, None),
+        Err(e @ ConfigError::System { .. }) => {
+            let why = format!("{e}; until it is fixed, behavry denies every call");
+            (Config::load_user(&paths.config_file())?, Some(why))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let Some((program, rest)) = args.command.split_first() else {
         anyhow::bail!("no server command given; usage: behavry wrap -- <command> [args...]");
     };
@@ -43,6 +52,7 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         config,
         behavry_dirs,
         own_dirs,
+        refused,
     };
     // A full disk (or a file-size limit) must fail the audit write, which denies the call; by
     // default SIGXFSZ would kill behavry instead. The server gets the default back at exec.

@@ -165,6 +165,9 @@ struct Failure {
     diagnostics: Vec<Diagnostic>,
     /// One `file:line:col: message` line per diagnostic.
     summary: String,
+    /// Not a compile error: the set was refused before any file was read (see
+    /// [`PolicySet::refused`]), and `summary` is the whole reason.
+    refusal: bool,
 }
 
 impl PolicySet {
@@ -228,6 +231,30 @@ impl PolicySet {
         )
     }
 
+    /// A set that denies every call with `reason`, for a wrapper whose configuration cannot be
+    /// trusted (a refused system config): nothing is loaded, nothing reloads it.
+    pub fn refused(reason: impl Into<String>) -> PolicySet {
+        let reason = reason.into();
+        let mut failure = Failure::new(vec![Diagnostic::new(None, reason)]);
+        failure.refusal = true;
+        PolicySet {
+            engine: Err(failure),
+            hash: String::new(),
+            files: Vec::new(),
+            data_files: Vec::new(),
+            fingerprint: String::new(),
+            bundles: None,
+        }
+    }
+
+    /// Why every call is denied, when the set was [`refused`](PolicySet::refused).
+    pub fn refusal(&self) -> Option<&str> {
+        match &self.engine {
+            Err(f) if f.refusal => Some(&f.summary),
+            _ => None,
+        }
+    }
+
     /// The problems, one `file:line:col: message` per line, when the set is unusable.
     pub fn error(&self) -> Option<&str> {
         self.engine.as_ref().err().map(|f| f.summary.as_str())
@@ -267,6 +294,7 @@ impl PolicySet {
     pub fn decide(&self, input: &Value) -> Verdict {
         let engine = match &self.engine {
             Ok(engine) => engine,
+            Err(f) if f.refusal => return Verdict::fail_closed(f.summary.replace('\n', "; ")),
             Err(f) => {
                 let one_line = f.summary.replace('\n', "; ");
                 return Verdict::fail_closed(format!("policies failed to compile: {one_line}"));
@@ -303,6 +331,7 @@ impl Failure {
         Failure {
             summary: lines.join("\n"),
             diagnostics,
+            refusal: false,
         }
     }
 }
@@ -613,6 +642,16 @@ mod tests {
 
         let unsafe_var = set("package behavry.authz\nimport rego.v1\nallow if x == 1\n");
         assert!(unsafe_var.error().is_some());
+    }
+
+    #[test]
+    fn a_refused_set_denies_with_its_reason_alone() {
+        let p = PolicySet::refused("the system config is refused: fix it");
+        assert_eq!(p.refusal(), Some("the system config is refused: fix it"));
+        let v = p.decide(&sample_input());
+        assert_eq!(v.decision, Decision::Deny);
+        assert_eq!(v.reasons, ["the system config is refused: fix it"]);
+        assert_eq!(PolicySet::from_sources(&[], TIMEOUT).refusal(), None);
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct WrapOptions {
     /// behavry's own directories (config, policies, data): calls that reach into them are denied
     /// whatever the policies say.
     pub own_dirs: Vec<OwnDir>,
+    /// Every governed call is denied with this reason, whatever the policies say (the system
+    /// config was refused: running on the user's settings alone would drop the team's).
+    pub refused: Option<String>,
 }
 
 /// What to do when the server answers a request the client sent.
@@ -148,14 +151,19 @@ where
     O: AsyncWrite + Unpin + Send + 'static,
 {
     let eval_timeout = Duration::from_millis(opts.config.wrap.eval_timeout_ms);
-    let policy = PolicySet::load(&opts.policy_dirs, eval_timeout);
+    let policy = match &opts.refused {
+        Some(why) => PolicySet::refused(why.clone()),
+        None => PolicySet::load(&opts.policy_dirs, eval_timeout),
+    };
     let dirs = opts
         .policy_dirs
         .iter()
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    if let Some(e) = policy.error_report() {
+    if let Some(why) = policy.refusal() {
+        note!("every governed call will be denied: {why}");
+    } else if let Some(e) = policy.error_report() {
         note!("policies failed to compile; every governed call will be denied until they are fixed:\n{e}");
     } else if policy.files.is_empty() {
         note!("no .rego files in {dirs}; every governed call will be denied (default deny)");
@@ -166,13 +174,20 @@ where
     }
     let waiter = approval::Waiter::start(audit.clone(), opts.config.wrap.max_held);
     let session_id = uuid::Uuid::new_v4().to_string();
-    let (policy, watcher) = crate::policy::watch::watch(
-        opts.policy_dirs.clone(),
-        eval_timeout,
-        policy,
-        reload::reporter(audit.clone(), session_id.clone(), opts.server.clone()),
-        |problem| note!("{problem}"),
-    );
+    // A refused set is never watched: no edit of a policy file may lift the refusal.
+    let (policy, watcher) = match &opts.refused {
+        Some(_) => (crate::policy::watch::Live::fixed(policy), None),
+        None => {
+            let (live, watcher) = crate::policy::watch::watch(
+                opts.policy_dirs.clone(),
+                eval_timeout,
+                policy,
+                reload::reporter(audit.clone(), session_id.clone(), opts.server.clone()),
+                |problem| note!("{problem}"),
+            );
+            (live, Some(watcher))
+        }
+    };
     // Decision logs leave from their own thread and connection, reading what the journal
     // already holds: nothing on the per-call path waits for them.
     let _exporter = crate::export::start(
@@ -733,6 +748,9 @@ impl Relay {
     async fn warn_if_policies_broken(&self) {
         let policy = self.policy.current();
         let problem = match policy.error() {
+            Some(why) if policy.refusal().is_some() => {
+                format!("behavry: every tool call will be denied: {why}")
+            }
             Some(e) => format!(
                 "behavry: the policies failed to compile, so every tool call will be denied until they are fixed: {}",
                 e.replace('\n', "; ")

@@ -12,6 +12,7 @@
 //! not valid JSON is reported and left untouched.
 
 mod json;
+mod managed;
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -27,7 +28,8 @@ use json::{Doc, Edit, Node};
     behavry claude status\n  \
     behavry claude wrap\n  \
     behavry claude add fs -- npx -y @modelcontextprotocol/server-filesystem $PWD\n  \
-    behavry claude unwrap fs\n\n\
+    behavry claude unwrap fs\n  \
+    behavry claude managed --servers team.toml --out ./managed\n\n\
     Scopes, as in `claude mcp add --scope`: project = ./.mcp.json; user = ~/.claude.json; local = \
     ~/.claude.json for this directory only. Restart Claude Code (or run /mcp) to pick up changes.")]
 pub struct ClaudeArgs {
@@ -57,6 +59,8 @@ enum ClaudeCommand {
     /// Decide Claude Code's own tools (Bash, Write, Read, …) too, through its hooks
     #[command(subcommand)]
     Hook(super::hook::HookSettings),
+    /// Write Claude Code's managed files for a team's servers, for an MDM (prints; never installs)
+    Managed(managed::ManagedArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +93,9 @@ impl Scope {
 }
 
 pub fn run(args: ClaudeArgs) -> anyhow::Result<i32> {
+    if let ClaudeCommand::Managed(args) = args.command {
+        return managed::run(args);
+    }
     let places = Places::resolve()?;
     match args.command {
         ClaudeCommand::Add {
@@ -100,6 +107,7 @@ pub fn run(args: ClaudeArgs) -> anyhow::Result<i32> {
         ClaudeCommand::Unwrap(selection) => change(&places, &selection, Change::Unwrap),
         ClaudeCommand::Status => status(&places),
         ClaudeCommand::Hook(action) => super::hook::settings(action),
+        ClaudeCommand::Managed(args) => managed::run(args),
     }
 }
 
