@@ -36,6 +36,11 @@ pub enum Kind {
     ToolTrust,
     /// Tools removed from a `tools/list` answer because the policies deny every call to them.
     ToolsHidden,
+    /// A team policy bundle's revision was put in force (see `pull`).
+    BundleActivated,
+    /// A team policy bundle was refused (download, signature, layout or compile); the previous
+    /// set stays in force.
+    BundleActivationFailed,
 }
 
 impl Kind {
@@ -54,6 +59,8 @@ impl Kind {
             Kind::ToolChange => "tool_change",
             Kind::ToolTrust => "tool_trust",
             Kind::ToolsHidden => "tools_hidden",
+            Kind::BundleActivated => "bundle_activated",
+            Kind::BundleActivationFailed => "bundle_activation_failed",
         }
     }
 }

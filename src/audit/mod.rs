@@ -2,6 +2,7 @@
 //! that owns a wrapper's connection so blocking SQLite calls stay off the async workers
 //! ([`writer`]).
 
+pub mod bundles;
 pub mod chain;
 pub mod inputs;
 pub mod monitor;

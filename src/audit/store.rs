@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_paths.sql"),
     include_str!("migrations/005_rollout.sql"),
     include_str!("migrations/006_team.sql"),
+    include_str!("migrations/007_bundles.sql"),
 ];
 
 /// How long one SQLite call waits for another process's lock.

@@ -14,7 +14,7 @@ use super::{sqlite_err, Store, StoreError};
 use crate::audit::chain::Kind;
 
 /// The journal kinds `--events` shows.
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 9] = [
     Kind::PolicyReload,
     Kind::PolicyReloadFailed,
     Kind::RefusedFrame,
@@ -22,6 +22,8 @@ const KINDS: [Kind; 7] = [
     Kind::ToolChange,
     Kind::ToolTrust,
     Kind::ToolsHidden,
+    Kind::BundleActivated,
+    Kind::BundleActivationFailed,
 ];
 
 /// How many bytes of a refused line the journal keeps (its SHA-256 covers all of it).
