@@ -70,6 +70,7 @@ pub mod notes;
 pub mod pinning;
 pub mod policy;
 pub mod proxy;
+pub mod pull;
 pub mod team;
 pub mod tui;
 
