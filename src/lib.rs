@@ -49,6 +49,8 @@
 //!   diffs, trusting them), `hook` (run by Claude Code for each of its tool calls), `paths`, the
 //!   set-up commands (`init`, `claude`, `demo`, `completions`, `man`), and the hidden
 //!   `mock-server`.
+//! - [`bundle`]: OPA bundles: reading one in memory ([`bundle::load`]: limits, unsafe entries,
+//!   signature, manifest, roots), and writing one ([`bundle::build`]).
 //! - [`team`]: settings for teams: policy bundles pulled from the team's host and decisions
 //!   exported to its collector.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
@@ -61,6 +63,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod display;

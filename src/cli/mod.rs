@@ -1,6 +1,7 @@
 //! The command line. Parsing, dispatch and the one place errors become exit codes.
 
 mod approve;
+mod bundle;
 mod claude;
 mod demo;
 mod events;
@@ -51,6 +52,7 @@ enum Command {
     Policy(policy::PolicyArgs),
     Hook(HookArgs),
     Tools(tools::ToolsArgs),
+    Bundle(bundle::BundleArgs),
     /// Where behavry reads config and policies and writes its database.
     Paths,
     /// Write a commented config.toml and the default policies (never overwrites)
@@ -219,6 +221,7 @@ pub fn main() -> i32 {
         Command::Policy(args) => policy::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Tools(args) => tools::run(args),
+        Command::Bundle(args) => bundle::run(args),
         Command::Paths => paths(),
         Command::Init => init::run(),
         Command::Claude(args) => claude::run(args),
