@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn one_lease_holder_until_it_expires_or_dies() {
         let (dir, mut store) = store();
-        let mut other = Store::open(&dir.path().join("behavry.db")).unwrap();
+        let other = Store::open(&dir.path().join("behavry.db")).unwrap();
         assert!(store.take_bundle_lease("org", URL, 100, 10).unwrap());
         assert!(
             store.take_bundle_lease("org", URL, 105, 10).unwrap(),

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::verify::{covers, package_of, Verified};
+use super::verify::Verified;
+use crate::bundle::{self, root_covers};
 use crate::policy::source::{hash_pairs, Kind, SourceFile, Sources};
 use crate::policy::{Diagnostic, PolicySet};
 use crate::team::{BundleConfig, Local};
@@ -34,7 +35,7 @@ impl Bundles {
         let active: Vec<String> = self
             .active
             .values()
-            .map(|b| format!("{}={}", b.name, b.sha256))
+            .map(|b| format!("{}={}", b.name(), b.sha256()))
             .collect();
         let errors: Vec<String> = self
             .errors
@@ -54,8 +55,8 @@ impl Bundles {
             .values()
             .map(|b| {
                 (
-                    b.name.clone(),
-                    json!({"revision": b.revision, "sha256": b.sha256}),
+                    b.name().to_owned(),
+                    json!({"revision": b.revision(), "sha256": b.sha256()}),
                 )
             })
             .collect();
@@ -166,34 +167,27 @@ impl Bundles {
     }
 }
 
-/// A bundle's modules and data as policy files. Data sits where OPA places it (`a/b/data.json`
-/// at `data.a.b`), written as a document merged at the root, the way local data is merged.
-fn bundle_files(bundle: &Verified) -> Vec<SourceFile> {
+/// A bundle's modules (tests left out) and data as policy files. The data is already placed as
+/// OPA places it (`a/b/data.json` at `data.a.b`): one document merged at the root, the way local
+/// data is merged.
+fn bundle_files(verified: &Verified) -> Vec<SourceFile> {
+    let bundle = &verified.bundle;
     let prefix = format!("bundle:{}", bundle.name);
     let mut files: Vec<SourceFile> = bundle
         .modules
         .iter()
-        .map(|(path, text)| SourceFile {
-            path: PathBuf::from(format!("{prefix}/{path}")),
+        .filter(|m| !m.is_test())
+        .map(|m| SourceFile {
+            path: PathBuf::from(format!("{prefix}/{}", m.name)),
             kind: Kind::Rego,
-            text: text.clone(),
+            text: m.text.clone(),
         })
         .collect();
-    for (dir, value) in &bundle.data {
-        let placed = dir
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .rev()
-            .fold(value.clone(), |inner, key| json!({ key: inner }));
-        let name = if dir.is_empty() {
-            format!("{prefix}/data.json")
-        } else {
-            format!("{prefix}/{dir}/data.json")
-        };
+    if bundle.data.as_object().is_some_and(|d| !d.is_empty()) {
         files.push(SourceFile {
-            path: PathBuf::from(name),
+            path: PathBuf::from(format!("{prefix}/data.json")),
             kind: Kind::Data,
-            text: placed.to_string(),
+            text: bundle.data.to_string(),
         });
     }
     files
@@ -201,52 +195,45 @@ fn bundle_files(bundle: &Verified) -> Vec<SourceFile> {
 
 /// Two bundles may not share a root (one covering the other), as in OPA.
 fn disjoint(active: &BTreeMap<String, Verified>) -> Result<(), String> {
-    let all: Vec<(&str, &str)> = active
-        .values()
-        .flat_map(|b| b.roots.iter().map(move |r| (b.name.as_str(), r.as_str())))
-        .collect();
-    for (i, (a, ra)) in all.iter().enumerate() {
-        for (b, rb) in &all[i + 1..] {
-            if a != b && (covers(ra, rb) || covers(rb, ra)) {
-                return Err(format!(
-                    "bundles {a} and {b} overlap: root {ra:?} and root {rb:?}; each bundle needs roots of its own"
-                ));
+    let all: Vec<&bundle::Bundle> = active.values().map(|v| &v.bundle).collect();
+    bundle::check_disjoint(&all).map_err(|e| e.to_string())
+}
+
+/// With `local = "merge"`: no local package or data key may fall under (or over) a bundle root.
+fn outside_roots(local: &Sources, active: &BTreeMap<String, Verified>) -> Result<(), String> {
+    for file in &local.files {
+        let paths: Vec<String> = match file.kind {
+            Kind::Rego => package_of(&file.text).into_iter().collect(),
+            Kind::Data => serde_json::from_str::<Map<String, Value>>(&file.text)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
+        };
+        for path in paths {
+            for b in active.values().map(|v| &v.bundle) {
+                let roots = &b.manifest.roots;
+                // Over a root, too: a local `data.team` document would reach into root `team/x`.
+                let over = roots.iter().any(|r| root_covers(&[path.clone()], r));
+                if root_covers(roots, &path) || over {
+                    return Err(format!(
+                        "{}: {} overlaps the roots {roots:?} of bundle {} (local = \"merge\" keeps local files out of bundle roots; use local = \"tighten\" to restrict the bundle instead)",
+                        file.name(),
+                        path.replace('/', "."),
+                        b.name
+                    ));
+                }
             }
         }
     }
     Ok(())
 }
 
-/// With `local = "merge"`: no local package or data key may fall under (or over) a bundle root.
-fn outside_roots(local: &Sources, active: &BTreeMap<String, Verified>) -> Result<(), String> {
-    let roots: Vec<(&str, &str)> = active
-        .values()
-        .flat_map(|b| b.roots.iter().map(move |r| (b.name.as_str(), r.as_str())))
-        .collect();
-    for file in &local.files {
-        let paths: Vec<String> = match file.kind {
-            Kind::Rego => package_of(&file.text)
-                .map(|p| p.replace('.', "/"))
-                .into_iter()
-                .collect(),
-            Kind::Data => serde_json::from_str::<Map<String, Value>>(&file.text)
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default(),
-        };
-        for path in paths {
-            if let Some((bundle, root)) = roots
-                .iter()
-                .find(|(_, root)| covers(root, &path) || covers(&path, root))
-            {
-                return Err(format!(
-                    "{}: {} falls under root {root:?} of bundle {bundle} (local = \"merge\" keeps local files out of bundle roots; use local = \"tighten\" to restrict the bundle instead)",
-                    file.name(),
-                    path.replace('/', ".")
-                ));
-            }
-        }
-    }
-    Ok(())
+/// The package a module declares, as a slash path (`package a.b` → `a/b`).
+fn package_of(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("package ")?;
+        let name = rest.split(['#', ' ', '\t']).next()?.trim();
+        Some(name.strip_prefix("data.").unwrap_or(name).replace('.', "/"))
+    })
 }
 
 #[cfg(test)]
@@ -265,14 +252,24 @@ mod tests {
 
     fn bundle(name: &str, root: &str, rego: &str) -> Verified {
         Verified {
-            name: name.into(),
-            revision: "r1".into(),
-            sha256: format!("sha-{name}"),
-            signer: None,
+            bundle: bundle::Bundle {
+                name: name.into(),
+                manifest: bundle::Manifest {
+                    revision: "r1".into(),
+                    roots: vec![root.into()],
+                    ..Default::default()
+                },
+                modules: vec![bundle::Module {
+                    name: "p.rego".into(),
+                    text: rego.into(),
+                    package: "behavry/authz".into(),
+                }],
+                data: json!({"behavry": {"limits": {"max": 3}}}),
+                sha256: format!("sha-{name}"),
+                signer: None,
+                files: Vec::new(),
+            },
             etag: None,
-            roots: vec![root.into()],
-            modules: vec![("p.rego".into(), rego.into())],
-            data: vec![("behavry/limits".into(), json!({"max": 3}))],
         }
     }
 
@@ -291,17 +288,20 @@ mod tests {
         Bundles {
             configs: active
                 .iter()
-                .map(|b| (b.name.clone(), config(false)))
+                .map(|b| (b.name().to_owned(), config(false)))
                 .collect(),
             local: mode,
-            active: active.into_iter().map(|b| (b.name.clone(), b)).collect(),
+            active: active
+                .into_iter()
+                .map(|b| (b.name().to_owned(), b))
+                .collect(),
             errors: BTreeMap::new(),
         }
     }
 
     const TEAM: &str = "package behavry.authz\nimport rego.v1\nallow if input.action.type == \"read\"\nallow if data.behavry.limits.max == input.n\n";
     const LOCAL_ALLOW_ALL: &str = "package behavry.authz\nimport rego.v1\nallow := true\n";
-    const LOCAL_DENY_DELETE: &str = "package local.rules\nimport rego.v1\n";
+    const LOCAL_OTHER_PACKAGE: &str = "package local.rules\nimport rego.v1\nx := 1\n";
 
     fn decide(set: &PolicySet, input: Value) -> Decision {
         set.decide(&input).decision
@@ -350,14 +350,13 @@ mod tests {
         let merge = bundles(Local::Merge, team()).compose(local(LOCAL_ALLOW_ALL), T);
         let err = merge.error().unwrap_or_default().to_owned();
         assert!(
-            err.contains("falls under root \"behavry\" of bundle org"),
+            err.contains("behavry.authz overlaps the roots [\"behavry\"] of bundle org"),
             "{err}"
         );
-        let merged = bundles(Local::Merge, vec![bundle("org", "behavry/authz", TEAM)])
-            .compose(local(LOCAL_DENY_DELETE), T);
-        // `behavry/limits` data lies outside the root here: a bundle cannot be built that way,
-        // but compose trusts verification for that; the local package is outside the root.
+        // A local package beside the bundle's root merges.
+        let merged = bundles(Local::Merge, team()).compose(local(LOCAL_OTHER_PACKAGE), T);
         assert!(merged.error().is_none(), "{:?}", merged.error());
+        assert_eq!(decide(&merged, read.clone()), Decision::Allow);
     }
 
     #[test]
@@ -374,7 +373,10 @@ mod tests {
             .error()
             .unwrap_or_default()
             .to_owned();
-        assert!(err.contains("bundles a and b overlap"), "{err}");
+        assert!(
+            err.contains("bundles `a` (root \"behavry\") and `b`"),
+            "{err}"
+        );
 
         let mut waiting = bundles(Local::Tighten, Vec::new());
         waiting.configs.insert("org".into(), config(true));
@@ -401,7 +403,7 @@ mod tests {
         let a = bundles(Local::Off, vec![bundle("org", "behavry", TEAM)]);
         let mut b = a.clone();
         if let Some(org) = b.active.get_mut("org") {
-            org.sha256 = "other".into();
+            org.bundle.sha256 = "other".into();
         }
         let (sa, sb) = (
             a.compose(Sources::default(), T),

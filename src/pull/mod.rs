@@ -25,7 +25,7 @@ use crate::team::BundleConfig;
 use activate::Bundles;
 use fetch::Fetched;
 use source::Source;
-use verify::Verified;
+use verify::{Verified, Verifier};
 
 /// How often every wrapper looks in the store for an archive another one downloaded.
 const CHECK: Duration = Duration::from_secs(1);
@@ -59,6 +59,7 @@ impl Bundles {
             active: BTreeMap::new(),
             errors: BTreeMap::new(),
         };
+        let verifier = Verifier::new(&config.keys);
         let store = Store::open(database);
         for (name, cfg) in &config.bundles {
             if let Err(e) = Source::parse(&cfg.url) {
@@ -75,7 +76,7 @@ impl Bundles {
             match row {
                 Ok(Some(row)) if row.url == cfg.url => {
                     if let Some(archive) = &row.archive {
-                        match verify::verify(name, archive, cfg) {
+                        match verifier.verify(name, archive, cfg) {
                             Ok(mut v) => {
                                 v.etag = row.etag.clone();
                                 bundles.active.insert(name.clone(), v);
@@ -113,6 +114,7 @@ impl Drop for Puller {
 /// Polls `configs` (those already active are known by digest, `known`) and tells `send`.
 pub fn start(
     configs: BTreeMap<String, BundleConfig>,
+    verifier: Verifier,
     database: PathBuf,
     known: BTreeMap<String, String>,
     send: impl Fn(Update) + Send + 'static,
@@ -137,7 +139,7 @@ pub fn start(
         .collect();
     let _ = std::thread::Builder::new()
         .name("behavry-bundle-pull".into())
-        .spawn(move || run(polls, database, stopped, send));
+        .spawn(move || run(polls, &verifier, database, stopped, send));
     Puller { stop }
 }
 
@@ -159,6 +161,7 @@ struct Poll {
 
 fn run(
     mut polls: Vec<Poll>,
+    verifier: &Verifier,
     database: PathBuf,
     stopped: mpsc::Receiver<()>,
     send: impl Fn(Update),
@@ -170,7 +173,7 @@ fn run(
         }
         if let Some(store) = store.as_mut() {
             for poll in &mut polls {
-                poll.tick(store, &send);
+                poll.tick(store, verifier, &send);
             }
         }
         let next = polls.iter().map(|p| p.next).min();
@@ -196,7 +199,7 @@ fn unix_now() -> i64 {
 }
 
 impl Poll {
-    fn tick(&mut self, store: &mut Store, send: &impl Fn(Update)) {
+    fn tick(&mut self, store: &mut Store, verifier: &Verifier, send: &impl Fn(Update)) {
         let source = match &self.source {
             Ok(source) => source.clone(),
             Err(e) => {
@@ -213,7 +216,7 @@ impl Poll {
                 .take_bundle_lease(&self.name, &self.config.url, unix_now(), ttl as i64)
                 .unwrap_or(false);
             if holder {
-                self.poll(store, &source, send);
+                self.poll(store, verifier, &source, send);
             }
             let long_poll = self.bundle_server && self.config.long_poll_secs.is_some();
             self.next = Instant::now()
@@ -228,11 +231,17 @@ impl Poll {
                     )
                 };
         }
-        self.check_store(store, send);
+        self.check_store(store, verifier, send);
     }
 
     /// The holder's poll: download, verify, store.
-    fn poll(&mut self, store: &mut Store, source: &Source, send: &impl Fn(Update)) {
+    fn poll(
+        &mut self,
+        store: &mut Store,
+        verifier: &Verifier,
+        source: &Source,
+        send: &impl Fn(Update),
+    ) {
         let row = store.bundle(&self.name).ok().flatten();
         let stored_sha = row.as_ref().and_then(|r| r.sha256.clone());
         let etag = row
@@ -255,14 +264,14 @@ impl Poll {
                 if stored_sha.as_deref() == Some(sha256.as_str()) {
                     Ok(())
                 } else {
-                    match verify::verify(&self.name, &bytes, &self.config) {
+                    match verifier.verify(&self.name, &bytes, &self.config) {
                         Ok(v) => {
                             let stored = Stored {
                                 archive: &bytes,
                                 etag: etag.as_deref(),
                                 sha256: &sha256,
-                                revision: &v.revision,
-                                signer: v.signer.as_deref(),
+                                revision: v.revision(),
+                                signer: v.bundle.signer.as_deref(),
                             };
                             store
                                 .store_bundle(&self.name, &self.config.url, &stored)
@@ -301,7 +310,7 @@ impl Poll {
     }
 
     /// Every wrapper: a new archive in the store is verified and handed on.
-    fn check_store(&mut self, store: &mut Store, send: &impl Fn(Update)) {
+    fn check_store(&mut self, store: &mut Store, verifier: &Verifier, send: &impl Fn(Update)) {
         let Ok(sha) = store.bundle_sha256(&self.name, &self.config.url) else {
             return;
         };
@@ -321,7 +330,7 @@ impl Poll {
             return;
         };
         let Some(archive) = &row.archive else { return };
-        match verify::verify(&self.name, archive, &self.config) {
+        match verifier.verify(&self.name, archive, &self.config) {
             Ok(mut v) => {
                 v.etag = row.etag.clone();
                 send(Update::Ready(v));

@@ -8,10 +8,12 @@ use crate::bundle::{self, build, PrivateKey};
 
 /// Write an OPA bundle (.tar.gz) from a policy directory, optionally signed
 #[derive(Debug, clap::Args)]
-#[command(after_help = "DIR holds .rego files, data.json/data.yaml documents (placed at \
+#[command(
+    after_help = "DIR holds .rego files, data.json/data.yaml documents (placed at \
     data.<their directory>) and optionally a .manifest (revision, roots, metadata). The archive \
     is written as `opa build -b` writes it: /data.json, /<path>.rego, /.signatures.json, /.manifest; \
-    entries sorted, mtime 0. A signing key is a PKCS#8 PEM private key (RSA or EC).")]
+    entries sorted, mtime 0. A signing key is a PKCS#8 PEM private key (RSA or EC)."
+)]
 pub(super) struct BuildArgs {
     /// The policy directory
     dir: PathBuf,
@@ -34,7 +36,12 @@ pub(super) struct BuildArgs {
     #[arg(long, value_name = "SCOPE", requires = "signing_key")]
     scope: Option<String>,
     /// The signing algorithm: RS256, RS384, RS512, PS256, ES256, ES384
-    #[arg(long, value_name = "ALG", default_value = "RS256", requires = "signing_key")]
+    #[arg(
+        long,
+        value_name = "ALG",
+        default_value = "RS256",
+        requires = "signing_key"
+    )]
     algorithm: String,
 }
 
@@ -43,8 +50,9 @@ pub(super) fn run(args: BuildArgs) -> anyhow::Result<i32> {
         (Some(path), Some(keyid)) => {
             let algorithm = bundle::parse_algorithm(&args.algorithm)
                 .map_err(|e| anyhow::anyhow!("--algorithm {e}"))?;
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("--signing-key {}: cannot read: {e}", path.display()))?;
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("--signing-key {}: cannot read: {e}", path.display())
+            })?;
             let key = PrivateKey::from_pem(algorithm, &pem)
                 .map_err(|e| anyhow::anyhow!("--signing-key {}: {e}", path.display()))?;
             Some(build::Signing {
@@ -75,7 +83,11 @@ pub(super) fn run(args: BuildArgs) -> anyhow::Result<i32> {
         "wrote {} ({} bytes{})",
         args.output.display(),
         packed.len(),
-        if options.signing.is_some() { ", signed" } else { "" }
+        if options.signing.is_some() {
+            ", signed"
+        } else {
+            ""
+        }
     )?;
     Ok(0)
 }

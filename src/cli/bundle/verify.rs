@@ -17,9 +17,11 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Check a bundle archive as a wrapper would, compile it and run its tests
 #[derive(Debug, clap::Args)]
-#[command(after_help = "With --bundle NAME, the limits, signing and keys of [bundles.NAME] in \
+#[command(
+    after_help = "With --bundle NAME, the limits, signing and keys of [bundles.NAME] in \
     config.toml apply; with --key, the flags give them. Without either, a signed bundle is refused \
-    (as OPA refuses it): say which key checks it.")]
+    (as OPA refuses it): say which key checks it."
+)]
 pub(super) struct VerifyArgs {
     /// The bundle archive (.tar.gz)
     file: PathBuf,
@@ -61,7 +63,12 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<i32> {
     writeln!(out, "bundle:   {}", args.file.display())?;
     writeln!(out, "sha256:   {}", bundle.sha256)?;
     writeln!(out, "revision: {}", bundle.manifest.revision)?;
-    let roots: Vec<String> = bundle.manifest.roots.iter().map(|r| format!("{r:?}")).collect();
+    let roots: Vec<String> = bundle
+        .manifest
+        .roots
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
     writeln!(out, "roots:    {}", roots.join(", "))?;
     match &bundle.signer {
         Some(keyid) => writeln!(out, "signer:   {keyid} (signature verified)")?,
@@ -88,11 +95,19 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<i32> {
             testing::Outcome::Pass => passed += 1,
             testing::Outcome::Fail { value } => {
                 failed += 1;
-                writeln!(out, "FAIL {}:{}: {} ({value})", case.file, case.line, case.path)?;
+                writeln!(
+                    out,
+                    "FAIL {}:{}: {} ({value})",
+                    case.file, case.line, case.path
+                )?;
             }
             testing::Outcome::Error(d) => {
                 failed += 1;
-                writeln!(out, "FAIL {}:{}: {} (error)", case.file, case.line, case.path)?;
+                writeln!(
+                    out,
+                    "FAIL {}:{}: {} (error)",
+                    case.file, case.line, case.path
+                )?;
                 for line in d.render().lines() {
                     writeln!(out, "    {line}")?;
                 }
@@ -120,7 +135,8 @@ fn setup(args: &VerifyArgs) -> anyhow::Result<(String, BundleConfig, Keys)> {
     let mut cfg: BundleConfig = serde_json::from_value(serde_json::json!({"url": ""}))?;
     let mut keys = Keys::default();
     if let (Some(key), Some(alg), Some(keyid)) = (&args.key, &args.algorithm, &args.keyid) {
-        let algorithm = bundle::parse_algorithm(alg).map_err(|e| anyhow::anyhow!("--algorithm {e}"))?;
+        let algorithm =
+            bundle::parse_algorithm(alg).map_err(|e| anyhow::anyhow!("--algorithm {e}"))?;
         let pem = std::fs::read_to_string(key)
             .map_err(|e| anyhow::anyhow!("--key {}: cannot read: {e}", key.display()))?;
         keys.insert_pem(keyid, algorithm, &pem)
