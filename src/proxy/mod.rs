@@ -148,7 +148,18 @@ where
     O: AsyncWrite + Unpin + Send + 'static,
 {
     let eval_timeout = Duration::from_millis(opts.config.wrap.eval_timeout_ms);
-    let policy = PolicySet::load(&opts.policy_dirs, eval_timeout);
+    let team = crate::pull::activate::Bundles::load(&opts.config, &opts.database);
+    let policy = match &team {
+        None => PolicySet::load(&opts.policy_dirs, eval_timeout),
+        Some(team) => {
+            team.start_note();
+            let local = crate::policy::source::scan(
+                &opts.policy_dirs,
+                crate::policy::source::Scan::ENFORCE,
+            );
+            team.compose(local, eval_timeout)
+        }
+    };
     let dirs = opts
         .policy_dirs
         .iter()
@@ -166,10 +177,16 @@ where
     }
     let waiter = approval::Waiter::start(audit.clone(), opts.config.wrap.max_held);
     let session_id = uuid::Uuid::new_v4().to_string();
-    let (policy, watcher) = crate::policy::watch::watch(
+    let team = team.map(|bundles| crate::policy::watch::Team {
+        bundles,
+        database: opts.database.clone(),
+        verifier: crate::pull::verify::Verifier::new(&opts.config.keys),
+    });
+    let (policy, watcher) = crate::policy::watch::watch_team(
         opts.policy_dirs.clone(),
         eval_timeout,
         policy,
+        team,
         reload::reporter(audit.clone(), session_id.clone(), opts.server.clone()),
         |problem| note!("{problem}"),
     );

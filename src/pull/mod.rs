@@ -99,6 +99,25 @@ impl Bundles {
     }
 }
 
+impl Bundles {
+    /// Says on stderr what decides until the first download, when a bundle is not active yet.
+    pub fn start_note(&self) {
+        for (name, config) in &self.configs {
+            if self.active.contains_key(name) {
+                continue;
+            }
+            let why = self.errors.get(name).map_or(String::new(), |e| {
+                format!(" ({})", crate::display::escape(e))
+            });
+            if config.required {
+                crate::note!("team bundle {name} is not downloaded yet{why}; every governed call is denied until it is");
+            } else {
+                crate::note!("team bundle {name} is not downloaded yet{why}; the local policy files decide until it is");
+            }
+        }
+    }
+}
+
 /// The running puller; dropping it stops the thread at its next wake-up (a download in progress
 /// is not waited for).
 pub struct Puller {
