@@ -403,6 +403,7 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             enforced: true,
+            bundles: None,
         };
         assert_eq!(
             csv_row(&row),
@@ -436,6 +437,7 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             enforced: true,
+            bundles: None,
         };
         let line = table_row(&row, false);
         assert!(!line.chars().any(crate::display::is_unsafe), "{line:?}");
@@ -490,6 +492,7 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             enforced: true,
+            bundles: None,
         };
         assert_eq!(path_cell(&row, 30), "-");
         row.paths = vec!["/prod/app/config.yaml".into()];

@@ -533,6 +533,7 @@ mod tests {
                     failed.error().unwrap_or(""),
                     kept.map_or("none", |k| &k.hash[..8])
                 ),
+                other => format!("bundle {}", matches!(other, Reload::BundleActivated { .. })),
             };
             sink.lock().unwrap().push(line);
         };

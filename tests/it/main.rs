@@ -17,6 +17,7 @@ mod launch;
 mod messages_api;
 mod paths;
 mod policy;
+mod pull;
 mod rollout;
 mod setup;
 mod stderr;
