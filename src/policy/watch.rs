@@ -126,7 +126,7 @@ impl Drop for Watcher {
 
 enum Message {
     Fs(notify::Result<notify::Event>),
-    Bundle(Update),
+    Bundle(Box<Update>),
     Stop,
 }
 
@@ -173,7 +173,7 @@ pub fn watch_team(
             known,
             move |update| {
                 if let Ok(tx) = updates.lock() {
-                    let _ = tx.send(Message::Bundle(update));
+                    let _ = tx.send(Message::Bundle(Box::new(update)));
                 }
             },
         )
@@ -247,7 +247,7 @@ impl Reloader {
                 let left = next_poll.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
                     Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                    Ok(Message::Bundle(update)) => self.bundle(update, &mut last),
+                    Ok(Message::Bundle(update)) => self.bundle(*update, &mut last),
                     Ok(Message::Fs(event)) if relevant(&event) => {
                         let mut updates = Vec::new();
                         if settle(&rx, &mut updates) {
@@ -391,7 +391,7 @@ fn settle(rx: &mpsc::Receiver<Message>, updates: &mut Vec<Update>) -> bool {
             Ok(Message::Fs(event)) if relevant(&event) => start_quiet = Instant::now(),
             Ok(Message::Fs(_)) => {}
             // Bundle updates wait for the files to settle, then go first.
-            Ok(Message::Bundle(update)) => updates.push(update),
+            Ok(Message::Bundle(update)) => updates.push(*update),
             Err(mpsc::RecvTimeoutError::Timeout) => return false,
         }
     }

@@ -212,7 +212,9 @@ fn outside_roots(local: &Sources, active: &BTreeMap<String, Verified>) -> Result
             for b in active.values().map(|v| &v.bundle) {
                 let roots = &b.manifest.roots;
                 // Over a root, too: a local `data.team` document would reach into root `team/x`.
-                let over = roots.iter().any(|r| root_covers(&[path.clone()], r));
+                let over = roots
+                    .iter()
+                    .any(|r| root_covers(std::slice::from_ref(&path), r));
                 if root_covers(roots, &path) || over {
                     return Err(format!(
                         "{}: {} overlaps the roots {roots:?} of bundle {} (local = \"merge\" keeps local files out of bundle roots; use local = \"tighten\" to restrict the bundle instead)",

@@ -43,7 +43,7 @@ mod tests {
         assert_eq!(secs(60, 120, 2, 0), 2);
         assert_eq!(secs(60, 120, 3, 0), 4);
         assert_eq!(secs(60, 120, 3, 2), 6);
-        assert_eq!(secs(60, 120, 4, 100), 8 + 100 % 5);
+        assert_eq!(secs(60, 120, 4, 3), 8 + 3);
         assert_eq!(secs(60, 120, 30, 0), 120);
         assert_eq!(secs(1, 1, 5, 0), 1);
         for failures in 0..40 {

@@ -42,7 +42,12 @@ impl Nginx {
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
         let child = Command::new(binary)
-            .args(["-e", &format!("{d}/error.log"), "-c", &format!("{d}/nginx.conf")])
+            .args([
+                "-e",
+                &format!("{d}/error.log"),
+                "-c",
+                &format!("{d}/nginx.conf"),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,7 +84,10 @@ impl Nginx {
     /// GET requests for the bundle so far, and how many were answered 304.
     fn requests(&self) -> (usize, usize) {
         let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-        let gets: Vec<&str> = log.lines().filter(|l| l.contains("GET /bundle.tar.gz")).collect();
+        let gets: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("GET /bundle.tar.gz"))
+            .collect();
         let not_modified = gets.iter().filter(|l| l.contains("\" 304 ")).count();
         (gets.len(), not_modified)
     }
@@ -119,7 +127,8 @@ fn build(dir: &Path, revision: &str, rego: &str) -> PathBuf {
 
 const ALLOW_ECHO: &str =
     "package behavry.authz\nimport rego.v1\nallow if input.action.tool == \"mock/echo\"\n";
-const DENY_ALL: &str = "package behavry.authz\nimport rego.v1\ndeny := true\nreasons contains \"revision two\"\n";
+const DENY_ALL: &str =
+    "package behavry.authz\nimport rego.v1\ndeny := true\nreasons contains \"revision two\"\n";
 const BROKEN: &str = "package behavry.authz\nallow if {\n";
 
 fn config(url: &str, extra: &str) -> String {
@@ -130,7 +139,9 @@ fn config(url: &str, extra: &str) -> String {
 fn last_revision(home: &Home) -> Option<String> {
     let rows = home.log(&[]);
     let row = rows.last()?;
-    row["bundles"]["org"]["revision"].as_str().map(str::to_owned)
+    row["bundles"]["org"]["revision"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn echo(w: &mut Wrapper, id: i64) -> (bool, String) {
@@ -159,7 +170,11 @@ fn revisions_arrive_bad_ones_change_nothing_and_five_wrappers_share_one_download
     );
     assert_eq!(last_revision(&home).as_deref(), Some("r1"));
     // Unchanged: nginx answers 304 to the next polls.
-    assert!(eventually(|| nginx.requests().1 >= 2), "no 304: {:?}", nginx.requests());
+    assert!(
+        eventually(|| nginx.requests().1 >= 2),
+        "no 304: {:?}",
+        nginx.requests()
+    );
 
     // A new revision.
     nginx.publish(&build(scratch.path(), "r2", DENY_ALL), 2);
@@ -228,7 +243,10 @@ fn a_required_bundle_not_downloaded_yet_denies_with_the_reason() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let home = Home::with_policy("allow.rego", "package behavry.authz\nimport rego.v1\nallow := true\n");
+    let home = Home::with_policy(
+        "allow.rego",
+        "package behavry.authz\nimport rego.v1\nallow := true\n",
+    );
     home.config(&config(
         &format!("http://127.0.0.1:{port}/bundle.tar.gz"),
         "required = true\n",
@@ -241,7 +259,8 @@ fn a_required_bundle_not_downloaded_yet_denies_with_the_reason() {
             id += 1;
             let (denied, text) = echo(&mut w, id);
             denied
-                && text.contains("the team policy bundle is not downloaded yet: GET http://127.0.0.1:")
+                && text
+                    .contains("the team policy bundle is not downloaded yet: GET http://127.0.0.1:")
         }),
         "the deny never named the download error"
     );
