@@ -233,7 +233,12 @@ impl Reloader {
                 None
             }
         };
-        let mut last = String::new();
+        // What the initial set was built from. With bundles, the caller composed it moments
+        // ago from the same files.
+        let mut last = match &self.team {
+            None => self.sender.borrow().fingerprint().to_owned(),
+            Some(_) => self.fingerprint(&source::scan(&self.dirs, Scan::ENFORCE)),
+        };
         loop {
             if let Some(w) = &mut watches {
                 w.ensure(&self.dirs, &mut self.problem);
