@@ -60,6 +60,9 @@
 //! - [`team`]: settings for teams: policy bundles pulled from the team's host and decisions
 //!   exported to its collector.
 //! - [`oci`]: pulls a bundle from an OCI registry (manifest, OPA's layer, digest as etag).
+//! - [`pull`]: team bundles pulled off the hot path, once per machine (a lease in the store):
+//!   URL rules, ETag polls with backoff, verification, and the sets composed from bundles and
+//!   local files (`local = tighten|off|merge`) that [`policy::watch`] swaps in.
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
 //!   that never reads stderr cannot stall the proxy.
@@ -82,6 +85,7 @@ pub mod oci;
 pub mod pinning;
 pub mod policy;
 pub mod proxy;
+pub mod pull;
 pub mod team;
 pub mod tui;
 

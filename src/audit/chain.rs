@@ -41,6 +41,11 @@ pub enum Kind {
     ExportGap,
     /// A sink refused a batch for good (a 4xx other than 429); the batch was set aside.
     ExportRejected,
+    /// A team policy bundle's revision was put in force (see `pull`).
+    BundleActivated,
+    /// A team policy bundle was refused (download, signature, layout or compile); the previous
+    /// set stays in force.
+    BundleActivationFailed,
 }
 
 impl Kind {
@@ -61,6 +66,8 @@ impl Kind {
             Kind::ToolsHidden => "tools_hidden",
             Kind::ExportGap => "export_gap",
             Kind::ExportRejected => "export_rejected",
+            Kind::BundleActivated => "bundle_activated",
+            Kind::BundleActivationFailed => "bundle_activation_failed",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! that owns a wrapper's connection so blocking SQLite calls stay off the async workers
 //! ([`writer`]); the exporter's cursors and lease ([`export`]).
 
+pub mod bundles;
 pub mod chain;
 pub mod export;
 pub mod inputs;

@@ -68,6 +68,7 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             enforced,
+            bundles: None,
         }
     }
 

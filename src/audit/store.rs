@@ -23,7 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_paths.sql"),
     include_str!("migrations/005_rollout.sql"),
     include_str!("migrations/006_team.sql"),
-    // 007: policy bundles (007_bundles.sql).
+    include_str!("migrations/007_bundles.sql"),
     include_str!("migrations/008_export.sql"),
 ];
 
@@ -288,6 +288,9 @@ pub struct LogEntry {
     /// False for a call decided in monitor mode: it was forwarded, and `decision` is what
     /// enforcement would have done.
     pub enforced: bool,
+    /// The team bundles that decided (`{"NAME": {"revision", "sha256"}}`); absent without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundles: Option<Value>,
 }
 
 /// What `behavry log --stats` prints: (key, count) pairs, largest first.
@@ -635,7 +638,7 @@ impl Store {
                 json_extract(o.body, '$.duration_ms'), d.policy_hash, json_extract(r.body, '$.by'), r.ts,
                 json_extract(r.body, '$.reason'),
                 CAST(round((julianday(a.expires_at) - julianday(a.created_at)) * 86400) AS INTEGER),
-                d.paths, d.enforced
+                d.paths, d.enforced, d.bundles
              FROM decisions d
              LEFT JOIN journal o ON o.ref_seq = d.id AND o.kind = 'outcome'
              LEFT JOIN journal r ON r.ref_seq = d.id AND r.kind = 'resolution'
@@ -699,6 +702,9 @@ impl Store {
                         resolved_by,
                         resolved_at: r.get(20)?,
                         enforced: r.get(24)?,
+                        bundles: r
+                            .get::<_, Option<String>>(25)?
+                            .and_then(|b| serde_json::from_str(&b).ok()),
                     })
                 },
             )

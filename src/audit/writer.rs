@@ -525,6 +525,31 @@ impl AuditHandle {
         self.event(kind, body);
     }
 
+    /// Records a team bundle put in force (`failed: false`) or refused; `policy_hash` is the set
+    /// in force afterwards, `detail` the bundle, revision, etag, signer and errors.
+    pub fn bundle_activation(
+        &self,
+        session_id: &str,
+        server: &str,
+        policy_hash: &str,
+        detail: Value,
+        failed: bool,
+    ) {
+        let kind = if failed {
+            super::chain::Kind::BundleActivationFailed
+        } else {
+            super::chain::Kind::BundleActivated
+        };
+        let mut body = match detail {
+            Value::Object(map) => Value::Object(map),
+            other => serde_json::json!({ "detail": other }),
+        };
+        body["session_id"] = session_id.into();
+        body["server"] = server.into();
+        body["policy_hash"] = policy_hash.into();
+        self.event(kind, body);
+    }
+
     /// Notes the outcome of a forwarded call; nothing waits for it. It is written with the next
     /// decision, or by the audit thread once idle (see the module docs).
     pub fn outcome(&self, id: i64, outcome: Outcome, duration_ms: f64) {

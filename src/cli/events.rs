@@ -98,6 +98,28 @@ fn summary(row: &EventEntry) -> String {
             let line = crate::pinning::event_summary(&row.kind, &row.detail);
             return crate::display::escape(&line).into_owned();
         }
+        "bundle_activated" | "bundle_activation_failed" => {
+            // The bundle's text (revision, errors) comes from the team's host: inert when printed.
+            let errors = row
+                .detail
+                .get("errors")
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            let mut line = format!("bundle {} revision {}", text("bundle"), text("revision"));
+            if let Some(signer) = row.detail.get("signer").and_then(|v| v.as_str()) {
+                line.push_str(&format!(", signed by {signer}"));
+            }
+            if !errors.is_empty() {
+                line.push_str(&format!(": {errors}"));
+            }
+            return crate::display::escape(&line).into_owned();
+        }
         "session" => {
             return format!(
                 "client {} {}, protocol {}",

@@ -418,6 +418,7 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             enforced: true,
+            bundles: None,
         };
         assert_eq!(
             csv_row(&row),
@@ -451,6 +452,7 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             enforced: true,
+            bundles: None,
         };
         let line = table_row(&row, false);
         assert!(!line.chars().any(crate::display::is_unsafe), "{line:?}");
@@ -505,6 +507,7 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             enforced: true,
+            bundles: None,
         };
         assert_eq!(path_cell(&row, 30), "-");
         row.paths = vec!["/prod/app/config.yaml".into()];

@@ -132,6 +132,16 @@ impl Verdict {
         }
     }
 
+    /// The verdict of rules that may only restrict: their `allow` is taken as given, so only
+    /// their `deny` and `escalate` count when combined with [`Verdict::strictest`].
+    pub fn without_allow(self) -> Verdict {
+        Verdict {
+            decision: Decision::combine(true, self.deny, self.escalate),
+            allow: true,
+            ..self
+        }
+    }
+
     /// A deny that did not come from the rules (compile error, evaluation error, store failure).
     pub fn fail_closed(reason: impl Into<String>) -> Verdict {
         Verdict {
@@ -158,6 +168,12 @@ pub struct PolicySet {
     /// The team bundles this set was built from, as recorded with each decision
     /// (`{"NAME": {"revision": …, "sha256": …}}`); `None` for local files only.
     pub bundles: Option<String>,
+    /// Local files under a team bundle (`local = "tighten"`): their `deny` and `escalate` count,
+    /// their `allow` is ignored, so they restrict the bundle's decisions and never widen them.
+    pub tighten: Option<std::sync::Arc<PolicySet>>,
+    /// Why this set decides nothing (a required team bundle not downloaded yet): every governed
+    /// call is denied with it.
+    pub unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +225,8 @@ impl PolicySet {
             data_files,
             fingerprint,
             bundles: None,
+            tighten: None,
+            unavailable: None,
         }
     }
 
@@ -244,6 +262,8 @@ impl PolicySet {
             data_files: Vec::new(),
             fingerprint: String::new(),
             bundles: None,
+            tighten: None,
+            unavailable: None,
         }
     }
 
@@ -292,6 +312,18 @@ impl PolicySet {
     /// path, with `resource.path` set to each, and the strictest verdict wins: a rule written
     /// about one path (`startswith(input.resource.path, "/prod/")`) then holds for all of them.
     pub fn decide(&self, input: &Value) -> Verdict {
+        if let Some(reason) = &self.unavailable {
+            return Verdict::fail_closed(reason.clone());
+        }
+        let verdict = self.decide_own(input);
+        match &self.tighten {
+            None => verdict,
+            Some(local) => verdict.strictest(local.decide(input).without_allow()),
+        }
+    }
+
+    /// [`PolicySet::decide`] with this set's own rules only.
+    fn decide_own(&self, input: &Value) -> Verdict {
         let engine = match &self.engine {
             Ok(engine) => engine,
             Err(f) if f.refusal => return Verdict::fail_closed(f.summary.replace('\n', "; ")),

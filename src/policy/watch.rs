@@ -25,6 +25,9 @@ use tokio::sync::watch;
 
 use super::engine::PolicySet;
 use super::source::{self, Scan};
+use crate::pull::activate::Bundles;
+use crate::pull::verify::{Verified, Verifier};
+use crate::pull::{Puller, Update};
 
 /// Quiet time after the last file event before reloading: long enough for an editor's
 /// write-temp-then-rename burst, short enough to stay well inside the save → enforced target.
@@ -63,6 +66,33 @@ pub enum Reload<'a> {
         failed: &'a PolicySet,
         kept: Option<&'a PolicySet>,
     },
+    /// A team bundle's new revision compiled with the local files and is being put in force.
+    BundleActivated {
+        set: &'a PolicySet,
+        bundle: &'a Verified,
+    },
+    /// A team bundle's new archive was refused (download checks, signature, layout, compile);
+    /// `kept` stays in force.
+    BundleRefused {
+        name: &'a str,
+        revision: Option<&'a str>,
+        sha256: Option<&'a str>,
+        etag: Option<&'a str>,
+        errors: Vec<String>,
+        kept: &'a PolicySet,
+    },
+    /// A team bundle could not be downloaded (`None`: it can again). What is in force stays.
+    BundleUnreachable {
+        name: &'a str,
+        error: Option<&'a str>,
+    },
+}
+
+/// The team's bundles for [`watch_team`]: what is active, where the store is, and the keys.
+pub struct Team {
+    pub bundles: Bundles,
+    pub database: PathBuf,
+    pub verifier: Verifier,
 }
 
 /// The running watcher; dropping it stops the thread (after any reload in progress).
@@ -70,6 +100,8 @@ pub struct Watcher {
     stop: Option<mpsc::Sender<Message>>,
     thread: Option<JoinHandle<()>>,
     scans: Arc<AtomicU64>,
+    /// Pulls the team's bundles, when there are any (stopped first on drop).
+    puller: Option<Puller>,
 }
 
 impl Watcher {
@@ -82,6 +114,7 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        self.puller.take();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(Message::Stop);
         }
@@ -93,6 +126,7 @@ impl Drop for Watcher {
 
 enum Message {
     Fs(notify::Result<notify::Event>),
+    Bundle(Box<Update>),
     Stop,
 }
 
@@ -106,11 +140,46 @@ pub fn watch(
     report: impl FnMut(Reload<'_>) + Send + 'static,
     problem: impl FnMut(String) + Send + 'static,
 ) -> (Live, Watcher) {
+    watch_team(dirs, eval_timeout, initial, None, report, problem)
+}
+
+/// [`watch`], with the team's bundles: `initial` must be the set `team` composes (see
+/// [`Bundles::compose`]); each new bundle revision the puller finds is composed with the local
+/// files, compiled and swapped in, or refused with the last good set kept.
+pub fn watch_team(
+    dirs: Vec<PathBuf>,
+    eval_timeout: Duration,
+    initial: PolicySet,
+    team: Option<Team>,
+    report: impl FnMut(Reload<'_>) + Send + 'static,
+    problem: impl FnMut(String) + Send + 'static,
+) -> (Live, Watcher) {
     let (sender, receiver) = watch::channel(Arc::new(initial));
     let (tx, rx) = mpsc::channel();
     let events = tx.clone();
     let scans = Arc::new(AtomicU64::new(0));
+    let puller = team.as_ref().map(|team| {
+        let known = team
+            .bundles
+            .active
+            .iter()
+            .map(|(name, v)| (name.clone(), v.sha256().to_owned()))
+            .collect();
+        let updates = std::sync::Mutex::new(tx.clone());
+        crate::pull::start(
+            team.bundles.configs.clone(),
+            team.verifier.clone(),
+            team.database.clone(),
+            known,
+            move |update| {
+                if let Ok(tx) = updates.lock() {
+                    let _ = tx.send(Message::Bundle(Box::new(update)));
+                }
+            },
+        )
+    });
     let reloader = Reloader {
+        team: team.map(|t| t.bundles),
         dirs,
         eval_timeout,
         scans: scans.clone(),
@@ -129,11 +198,14 @@ pub fn watch(
             stop: Some(tx),
             thread,
             scans,
+            puller,
         },
     )
 }
 
 struct Reloader {
+    /// The team's bundles: the last good revision of each.
+    team: Option<Bundles>,
     dirs: Vec<PathBuf>,
     eval_timeout: Duration,
     scans: Arc<AtomicU64>,
@@ -161,7 +233,12 @@ impl Reloader {
                 None
             }
         };
-        let mut last = self.sender.borrow().fingerprint().to_owned();
+        // What the initial set was built from. With bundles, the caller composed it moments
+        // ago from the same files.
+        let mut last = match &self.team {
+            None => self.sender.borrow().fingerprint().to_owned(),
+            Some(_) => self.fingerprint(&source::scan(&self.dirs, Scan::ENFORCE)),
+        };
         loop {
             if let Some(w) = &mut watches {
                 w.ensure(&self.dirs, &mut self.problem);
@@ -175,9 +252,14 @@ impl Reloader {
                 let left = next_poll.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
                     Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Ok(Message::Bundle(update)) => self.bundle(*update, &mut last),
                     Ok(Message::Fs(event)) if relevant(&event) => {
-                        if settle(&rx) {
+                        let mut updates = Vec::new();
+                        if settle(&rx, &mut updates) {
                             return;
+                        }
+                        for update in updates {
+                            self.bundle(update, &mut last);
                         }
                         break;
                     }
@@ -188,14 +270,95 @@ impl Reloader {
         }
     }
 
+    /// The fingerprint of what a reload would compile: the local files, and the bundles.
+    fn fingerprint(&self, sources: &source::Sources) -> String {
+        match &self.team {
+            None => sources.fingerprint(),
+            Some(team) => format!("{} {}", sources.fingerprint(), team.fingerprint()),
+        }
+    }
+
+    fn compose(&self, sources: source::Sources) -> PolicySet {
+        match &self.team {
+            None => PolicySet::from_scan(sources, self.eval_timeout),
+            Some(team) => team.compose(sources, self.eval_timeout),
+        }
+    }
+
+    /// A bundle update from the puller: a new revision is composed with the local files and put
+    /// in force if it compiles; anything else keeps the set in force and is reported.
+    fn bundle(&mut self, update: Update, last: &mut String) {
+        let Some(team) = self.team.as_mut() else {
+            return;
+        };
+        let current = self.sender.borrow().clone();
+        match update {
+            Update::Ready(verified) => {
+                let name = verified.name().to_owned();
+                let mut candidate = team.clone();
+                candidate.errors.remove(&name);
+                candidate.active.insert(name.clone(), verified.clone());
+                let sources = source::scan(&self.dirs, Scan::ENFORCE);
+                let fingerprint = format!("{} {}", sources.fingerprint(), candidate.fingerprint());
+                let new = candidate.compose(sources, self.eval_timeout);
+                if new.error().is_none() {
+                    *team = candidate;
+                    *last = fingerprint;
+                    (self.report)(Reload::BundleActivated {
+                        set: &new,
+                        bundle: &verified,
+                    });
+                    self.sender.send_replace(Arc::new(new));
+                } else {
+                    (self.report)(Reload::BundleRefused {
+                        name: &name,
+                        revision: Some(verified.revision()),
+                        sha256: Some(verified.sha256()),
+                        etag: verified.etag.as_deref(),
+                        errors: new.diagnostics().iter().map(ToString::to_string).collect(),
+                        kept: &current,
+                    });
+                }
+            }
+            Update::Refused {
+                name,
+                sha256,
+                etag,
+                error,
+            } => (self.report)(Reload::BundleRefused {
+                name: &name,
+                revision: None,
+                sha256: sha256.as_deref(),
+                etag: etag.as_deref(),
+                errors: vec![error],
+                kept: &current,
+            }),
+            Update::Unreachable { name, error } => {
+                (self.report)(Reload::BundleUnreachable {
+                    name: &name,
+                    error: error.as_deref(),
+                });
+                // A required bundle not downloaded yet: its deny reason names the latest error.
+                if !team.active.contains_key(&name) {
+                    match error {
+                        Some(e) => team.errors.insert(name, e),
+                        None => team.errors.remove(&name),
+                    };
+                    self.reload_if_changed(last);
+                }
+            }
+        }
+    }
+
     fn reload_if_changed(&mut self, last: &mut String) {
         let sources = source::scan(&self.dirs, Scan::ENFORCE);
         self.scans.fetch_add(1, Ordering::Relaxed);
-        if sources.fingerprint() == *last {
+        let fingerprint = self.fingerprint(&sources);
+        if fingerprint == *last {
             return;
         }
-        let new = PolicySet::from_scan(sources, self.eval_timeout);
-        *last = new.fingerprint().to_owned();
+        let new = self.compose(sources);
+        *last = fingerprint;
         let current = self.sender.borrow().clone();
         // Reported before the swap, so the reload is on record before any decision it makes.
         if new.error().is_none() {
@@ -217,8 +380,8 @@ impl Reloader {
 }
 
 /// Waits until no relevant event arrived for [`SETTLE`] (or [`MAX_SETTLE`] passed); returns true
-/// when told to stop meanwhile.
-fn settle(rx: &mpsc::Receiver<Message>) -> bool {
+/// when told to stop meanwhile. Bundle updates that arrive meanwhile are kept in `updates`.
+fn settle(rx: &mpsc::Receiver<Message>, updates: &mut Vec<Update>) -> bool {
     let start = Instant::now();
     let mut start_quiet = start;
     loop {
@@ -232,6 +395,8 @@ fn settle(rx: &mpsc::Receiver<Message>) -> bool {
             // Only changes restart the quiet period.
             Ok(Message::Fs(event)) if relevant(&event) => start_quiet = Instant::now(),
             Ok(Message::Fs(_)) => {}
+            // Bundle updates wait for the files to settle, then go first.
+            Ok(Message::Bundle(update)) => updates.push(*update),
             Err(mpsc::RecvTimeoutError::Timeout) => return false,
         }
     }
@@ -373,6 +538,7 @@ mod tests {
                     failed.error().unwrap_or(""),
                     kept.map_or("none", |k| &k.hash[..8])
                 ),
+                other => format!("bundle {}", matches!(other, Reload::BundleActivated { .. })),
             };
             sink.lock().unwrap().push(line);
         };

@@ -151,9 +151,22 @@ where
     O: AsyncWrite + Unpin + Send + 'static,
 {
     let eval_timeout = Duration::from_millis(opts.config.wrap.eval_timeout_ms);
-    let policy = match &opts.refused {
-        Some(why) => PolicySet::refused(why.clone()),
-        None => PolicySet::load(&opts.policy_dirs, eval_timeout),
+    // A refused system config loads nothing else: every governed call is denied with its reason.
+    let team = match &opts.refused {
+        Some(_) => None,
+        None => crate::pull::activate::Bundles::load(&opts.config, &opts.database),
+    };
+    let policy = match (&opts.refused, &team) {
+        (Some(why), _) => PolicySet::refused(why.clone()),
+        (None, None) => PolicySet::load(&opts.policy_dirs, eval_timeout),
+        (None, Some(team)) => {
+            team.start_note();
+            let local = crate::policy::source::scan(
+                &opts.policy_dirs,
+                crate::policy::source::Scan::ENFORCE,
+            );
+            team.compose(local, eval_timeout)
+        }
     };
     let dirs = opts
         .policy_dirs
@@ -178,10 +191,16 @@ where
     let (policy, watcher) = match &opts.refused {
         Some(_) => (crate::policy::watch::Live::fixed(policy), None),
         None => {
-            let (live, watcher) = crate::policy::watch::watch(
+            let team = team.map(|bundles| crate::policy::watch::Team {
+                bundles,
+                database: opts.database.clone(),
+                verifier: crate::pull::verify::Verifier::new(&opts.config.keys),
+            });
+            let (live, watcher) = crate::policy::watch::watch_team(
                 opts.policy_dirs.clone(),
                 eval_timeout,
                 policy,
+                team,
                 reload::reporter(audit.clone(), session_id.clone(), opts.server.clone()),
                 |problem| note!("{problem}"),
             );

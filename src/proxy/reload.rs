@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::audit::chain::Kind;
 use crate::audit::AuditHandle;
+use crate::display;
 use crate::note;
 use crate::policy::watch::Reload;
 use crate::policy::PolicySet;
@@ -17,6 +18,55 @@ pub(super) fn reporter(
 ) -> impl FnMut(Reload<'_>) + Send + 'static {
     move |reload| {
         let (kind, policy_hash, detail) = match reload {
+            Reload::BundleActivated { set, bundle } => {
+                note!(
+                    "team bundle {} revision {} in force (hash {})",
+                    display::escape(bundle.name()),
+                    display::escape(bundle.revision()),
+                    short(&set.hash)
+                );
+                let detail = json!({
+                    "bundle": bundle.name(),
+                    "revision": bundle.revision(),
+                    "sha256": bundle.sha256(),
+                    "etag": bundle.etag,
+                    "signer": bundle.bundle.signer,
+                });
+                audit.bundle_activation(&session_id, &server, &set.hash, detail, false);
+                return;
+            }
+            Reload::BundleRefused {
+                name,
+                revision,
+                sha256,
+                etag,
+                errors,
+                kept,
+            } => {
+                note!(
+                    "team bundle {} refused; the policies in force (hash {}) stay: {}",
+                    display::escape(name),
+                    short(&kept.hash),
+                    display::escape(&errors.join("; "))
+                );
+                let detail = json!({
+                    "bundle": name, "revision": revision, "sha256": sha256, "etag": etag,
+                    "errors": errors,
+                });
+                audit.bundle_activation(&session_id, &server, &kept.hash, detail, true);
+                return;
+            }
+            Reload::BundleUnreachable { name, error } => {
+                match error {
+                    Some(e) => note!(
+                        "team bundle {} could not be downloaded (retrying; the policies in force stay): {}",
+                        display::escape(name),
+                        display::escape(e)
+                    ),
+                    None => note!("team bundle {} can be downloaded again", display::escape(name)),
+                }
+                return;
+            }
             Reload::Applied { set } => {
                 note!(
                     "policies reloaded: {} in force (hash {})",

@@ -626,6 +626,7 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             enforced: true,
+            bundles: None,
         };
         state.refresh(vec![], vec![row.clone()], at("2026-11-25T10:00:30Z"));
         let screen = render_at(&state, 120, 40);
@@ -638,6 +639,7 @@ mod tests {
         let monitored = crate::audit::LogEntry {
             id: 2,
             enforced: false,
+            bundles: None,
             ..row
         };
         state.refresh(vec![], vec![monitored], at("2026-11-25T10:00:31Z"));

@@ -21,6 +21,7 @@ mod messages_api;
 mod oci;
 mod paths;
 mod policy;
+mod pull;
 mod rollout;
 mod setup;
 mod stderr;

@@ -14,7 +14,7 @@ use super::{sqlite_err, Store, StoreError};
 use crate::audit::chain::Kind;
 
 /// The journal kinds `--events` shows.
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 11] = [
     Kind::PolicyReload,
     Kind::PolicyReloadFailed,
     Kind::RefusedFrame,
@@ -24,6 +24,8 @@ const KINDS: [Kind; 9] = [
     Kind::ToolsHidden,
     Kind::ExportGap,
     Kind::ExportRejected,
+    Kind::BundleActivated,
+    Kind::BundleActivationFailed,
 ];
 
 /// How many bytes of a refused line the journal keeps (its SHA-256 covers all of it).
