@@ -334,10 +334,43 @@ impl Config {
                 }
             }
         }
+        // Monitor mode forwards every call whatever the policy says: under a system config only
+        // the administrator may choose it, or an agent that can edit the user's file could switch
+        // the team's policy off.
+        for (where_, mode) in take_modes(&mut user_table) {
+            if mode.as_str() != Some("enforce") {
+                crate::note!(
+                    "{}: `{where_}` is ignored: under the system config {} only its administrator \
+                     sets the mode",
+                    user.display(),
+                    system.display()
+                );
+            }
+        }
         let mut merged = system_table;
         merge(&mut merged, user_table);
         Config::deserialize(merged).map_err(|e| invalid(user, e))
     }
+}
+
+/// Removes `[wrap] mode` and every `[servers.NAME] mode` from a user's table, naming each.
+fn take_modes(table: &mut toml::Table) -> Vec<(String, toml::Value)> {
+    let mut taken = Vec::new();
+    if let Some(toml::Value::Table(wrap)) = table.get_mut("wrap") {
+        if let Some(mode) = wrap.remove("mode") {
+            taken.push(("[wrap] mode".to_owned(), mode));
+        }
+    }
+    if let Some(toml::Value::Table(servers)) = table.get_mut("servers") {
+        for (name, server) in servers.iter_mut() {
+            if let toml::Value::Table(server) = server {
+                if let Some(mode) = server.remove("mode") {
+                    taken.push((format!("[servers.{name}] mode"), mode));
+                }
+            }
+        }
+    }
+    taken
 }
 
 /// Where an administrator installs the system config.
@@ -846,9 +879,22 @@ mod tests {
         assert!(cfg.decision_log.opa.is_some());
         // Other sections merge key by key, the user's winning.
         assert_eq!(cfg.wrap.max_held, 5);
-        assert_eq!(cfg.wrap.mode, Mode::Monitor);
         assert_eq!(cfg.wrap.approval_timeout_secs, 60);
         assert_eq!(cfg.agent.role, "ci");
+        // ...but not the mode: monitor mode would switch the team's policy off.
+        assert_eq!(cfg.wrap.mode, Mode::Enforce);
+        std::fs::write(
+            &user,
+            "[servers.fs]\nmode = \"monitor\"\nfilter_denied_tools = true\n",
+        )
+        .unwrap();
+        let cfg = Config::load_layers(Some(&system), &user).unwrap();
+        assert_eq!(cfg.mode_for("fs"), Mode::Enforce);
+        assert!(cfg.filters_denied_tools("fs"));
+        // The administrator may choose it.
+        std::fs::write(&system, "[servers.fs]\nmode = \"monitor\"\n").unwrap();
+        let cfg = Config::load_layers(Some(&system), &user).unwrap();
+        assert_eq!(cfg.mode_for("fs"), Mode::Monitor);
 
         // A system config without team settings still owns them: the user's are not used.
         std::fs::write(&system, "[wrap]\nmax_held = 2\n").unwrap();
