@@ -399,3 +399,280 @@ fn the_same_bundle_from_a_registry_governs_a_wrapper() {
         "the layer digest is the ETag: {shown}"
     );
 }
+
+const SERVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bundles/serve.py");
+
+/// `tests/bundles/serve.py`: a bundle host that fails, stalls and long-polls on demand.
+struct Serve {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new("python3")
+            .arg(SERVE)
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the bundle host needs python3 on PATH (apt-get install -y python3)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("serve.py port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("serve.py did not print its port (got {line:?}); is python3 installed?")
+        });
+        Serve { child, dir, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/bundle.tar.gz", self.port)
+    }
+
+    /// How the next requests are answered (see serve.py).
+    fn mode(&self, control: Value) {
+        let tmp = self.dir.path().join("mode.tmp");
+        std::fs::write(&tmp, control.to_string()).expect("mode");
+        std::fs::rename(&tmp, self.dir.path().join("mode.json")).expect("mode");
+    }
+
+    fn publish(&self, archive: &Path) {
+        let tmp = self.dir.path().join("bundle.tmp");
+        std::fs::copy(archive, &tmp).expect("copy archive");
+        std::fs::rename(&tmp, self.dir.path().join("bundle.tar.gz")).expect("publish");
+    }
+
+    /// The requests answered so far (serve.py's log).
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("serve.py log line"))
+            .collect()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A home whose bundle `org` comes from `serve`, with r1 already fetched by `bundle fetch`.
+fn fetched_r1(serve: &Serve, keys: &Keys, extra: &str) -> Home {
+    let home = Home::new();
+    home.config(&format!("{}{extra}", keys.config(&serve.url(), 3600)));
+    serve.publish(&keys.build("r1", ALLOW_ECHO, &keys.private));
+    let out = home.command(&["bundle", "fetch"]).output().expect("fetch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    home
+}
+
+fn fetch(home: &Home) -> (Option<i32>, String) {
+    let out = home.command(&["bundle", "fetch"]).output().expect("fetch");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn server_errors_back_off_and_keep_the_last_good_bundle() {
+    let serve = Serve::start();
+    let keys = Keys::new();
+    let home = Home::new();
+    home.config(&keys.config(&serve.url(), 60));
+    serve.publish(&keys.build("r1", ALLOW_ECHO, &keys.private));
+    assert_eq!(fetch(&home).0, Some(0));
+    serve.mode(json!({"mode": "500"}));
+    // The wrapper starts with the stored r1 and polls at once: 500s from then on.
+    let mut w = home.wrap_mock();
+    w.initialize();
+    assert!(!echo(&mut w, 1).0, "the stored r1 decides at once");
+    assert!(
+        eventually(|| serve.requests().iter().any(|r| r["status"] == 500)),
+        "the wrapper never polled"
+    );
+    std::thread::sleep(Duration::from_secs(9));
+    let failed: Vec<Value> = serve
+        .requests()
+        .into_iter()
+        .filter(|r| r["status"] == 500)
+        .collect();
+    let first = failed[0]["at"].as_f64().expect("at");
+    let within = failed
+        .iter()
+        .filter(|r| r["at"].as_f64().is_some_and(|at| at < first + 8.0))
+        .count();
+    // Backing off 1, 2, 4 s (plus jitter) makes at most 4 in 8 s; a retry each second, 8.
+    assert!(
+        within <= 5,
+        "{within} requests in 8 s of errors: {failed:?}"
+    );
+    // The first failure cleared the ETag: every later poll asks for the whole archive again.
+    assert!(failed[0]["if_none_match"].is_string(), "{failed:?}");
+    assert!(
+        failed[1..].iter().all(|r| r["if_none_match"].is_null()),
+        "{failed:?}"
+    );
+    // The last good bundle still decides, and status says what went wrong.
+    assert!(!echo(&mut w, 2).0);
+    assert_eq!(home.log(&[]).last().and_then(revision), Some("r1"));
+    let shown = status(&home);
+    assert_eq!(shown["revision"], "r1", "{shown}");
+    assert!(
+        shown["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTP 500")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_truncated_body_is_refused_and_the_last_good_bundle_stays() {
+    let serve = Serve::start();
+    let keys = Keys::new();
+    let home = fetched_r1(&serve, &keys, "");
+    serve.publish(&keys.build("r2", DENY_ALL, &keys.private));
+    serve.mode(json!({"mode": "truncated"}));
+    let (code, err) = fetch(&home);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("reading the archive failed"), "{err}");
+    let shown = status(&home);
+    assert_eq!(shown["revision"], "r1", "{shown}");
+    assert_eq!(shown["active"], true, "{shown}");
+}
+
+#[test]
+fn an_oversized_body_is_refused_at_max_bytes_without_reading_on() {
+    let serve = Serve::start();
+    let keys = Keys::new();
+    let home = Home::new();
+    home.config(
+        &keys
+            .config(&serve.url(), 3600)
+            .replace("\n\n[keys", "\nmax_bytes = 65536\n\n[keys"),
+    );
+    serve.publish(&keys.build("r1", ALLOW_ECHO, &keys.private));
+    serve.mode(json!({"mode": "oversized"}));
+    let (code, err) = fetch(&home);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("larger than max_bytes (65536 bytes)"), "{err}");
+    // The host offered 256 MiB; the fetcher hung up after its limit (socket buffers aside).
+    assert!(
+        eventually(|| serve.requests().iter().any(|r| r["hung_up"] == true)),
+        "the client never hung up: {:?}",
+        serve.requests()
+    );
+    let sent = serve.requests()[0]["sent"].as_u64().expect("sent");
+    eprintln!("the host sent {sent} bytes before the fetcher hung up (max_bytes 65536)");
+    assert!(sent < 32 << 20, "{sent} bytes were read");
+    assert_eq!(status(&home)["revision"], Value::Null);
+}
+
+#[test]
+fn a_slow_body_arrives_while_calls_keep_being_decided() {
+    let serve = Serve::start();
+    let keys = Keys::new();
+    let home = fetched_r1(&serve, &keys, "");
+    // r2 trickles in over 4 s, starting with the wrapper's first poll.
+    serve.publish(&keys.build("r2", DENY_ALL, &keys.private));
+    serve.mode(json!({"mode": "slow"}));
+    let mut w = home.wrap_mock();
+    w.initialize();
+    assert!(
+        eventually(|| serve.requests().iter().any(|r| r["status"] == "started")),
+        "the slow download never started"
+    );
+    // Decided under r1 while the body is still on its way.
+    for id in 1..=3 {
+        assert!(!echo(&mut w, id).0, "r1 decides during the download");
+    }
+    // (The one finished download so far is `bundle fetch`'s r1.)
+    let finished =
+        |requests: Vec<Value>| requests.into_iter().filter(|r| r["status"] == 200).count();
+    assert_eq!(
+        finished(serve.requests()),
+        1,
+        "the body finished before the calls: {:?}",
+        serve.requests()
+    );
+    let mut id = 3;
+    assert!(
+        eventually(|| {
+            id += 1;
+            echo(&mut w, id).0
+        }),
+        "r2 never arrived"
+    );
+    assert_eq!(home.log(&[]).last().and_then(revision), Some("r2"));
+    // serve.py logs the request after its last pause.
+    assert!(eventually(|| finished(serve.requests()) == 2));
+    let done: Vec<Value> = serve
+        .requests()
+        .into_iter()
+        .filter(|r| r["status"] == 200)
+        .collect();
+    assert_eq!(done[1]["hung_up"], false, "{done:?}");
+}
+
+#[test]
+fn an_opa_bundle_server_is_long_polled() {
+    let serve = Serve::start();
+    let keys = Keys::new();
+    serve.mode(json!({"mode": "ok", "bundle_server": true}));
+    serve.publish(&keys.build("r1", ALLOW_ECHO, &keys.private));
+    let home = Home::new();
+    // Polls 60 s apart: only a held request can bring r2 within the bound below.
+    home.config(
+        &keys
+            .config(&serve.url(), 60)
+            .replace("\n\n[keys", "\nlong_poll_secs = 30\n\n[keys"),
+    );
+    let mut w = home.wrap_mock();
+    w.initialize();
+    let mut id = 0;
+    assert!(
+        eventually(|| {
+            id += 1;
+            !echo(&mut w, id).0
+        }),
+        "r1 never arrived"
+    );
+    let r1_etag = serve.requests()[0]["prefer"].clone();
+    assert!(
+        !r1_etag.to_string().contains("wait="),
+        "no long poll before the server showed it speaks OPA's protocol: {r1_etag}"
+    );
+    serve.publish(&keys.build("r2", DENY_ALL, &keys.private));
+    let start = Instant::now();
+    assert!(
+        eventually(|| {
+            id += 1;
+            echo(&mut w, id).0
+        }),
+        "r2 never arrived"
+    );
+    let took = start.elapsed();
+    eprintln!("r2 arrived through the long poll in {took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let requests = serve.requests();
+    let held = &requests[1];
+    assert_eq!(held["status"], 200, "{requests:?}");
+    assert!(
+        held["prefer"].to_string().contains("wait=30"),
+        "{requests:?}"
+    );
+    assert!(held["if_none_match"].is_string(), "{requests:?}");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+}
