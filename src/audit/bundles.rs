@@ -171,6 +171,50 @@ impl Store {
         Ok(true)
     }
 
+    /// Takes the lease on `name` from whoever holds it, for `ttl_secs` from `now`: a fetch asked
+    /// for by hand (`behavry bundle fetch`) does not wait for the holder's schedule. The holder
+    /// finds it taken at its next poll and skips that poll (and, mid-download, stores nothing);
+    /// it takes the lease back once this one is released or runs out. Returns the pid of the
+    /// running process it was taken from, if any.
+    pub fn take_over_bundle_lease(
+        &mut self,
+        name: &str,
+        url: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let sql = self.sqlite();
+        let me = Owner::current();
+        let previous: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT lease_instance FROM bundles WHERE name = ?1 AND url = ?2
+                   AND lease_expires_at > ?3",
+                params![name, url, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?
+            .flatten();
+        let from = previous
+            .filter(|p| *p != instance(me))
+            .and_then(|p| owner_of(&p))
+            .filter(|o| o.is_alive())
+            .map(|o| i64::from(o.pid));
+        if self.take_bundle_lease(name, url, now, ttl_secs)? {
+            return Ok(None);
+        }
+        let tx = self.write_tx()?;
+        tx.execute(
+            "UPDATE bundles SET lease_pid = ?2, lease_instance = ?3, lease_expires_at = ?4
+             WHERE name = ?1",
+            params![name, me.pid, instance(me), now + ttl_secs],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(from)
+    }
+
     /// Gives the lease up (at exit), so another wrapper takes over at its next poll.
     pub fn release_bundle_lease(&mut self, name: &str) -> Result<(), StoreError> {
         let sql = self.sqlite();
@@ -186,23 +230,28 @@ impl Store {
     }
 
     /// Stores a verified archive for `name` (downloaded from `url`), clearing the last error.
+    /// Only while this process holds the lease, or nobody does: a holder whose lease was taken
+    /// over mid-download (`behavry bundle fetch`) does not overwrite what the new holder stored.
+    /// `false` when it was not stored for that reason.
     pub fn store_bundle(
         &mut self,
         name: &str,
         url: &str,
         fetched: &Fetched,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let sql = self.sqlite();
         let now = now_rfc3339();
+        let me = instance(Owner::current());
         let tx = self.write_tx()?;
-        tx.execute(
+        let changed = tx.execute(
             "INSERT INTO bundles (name, url, archive, etag, sha256, revision, signer, fetched_at,
                  checked_at, last_error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, NULL)
              ON CONFLICT (name) DO UPDATE SET url = excluded.url, archive = excluded.archive,
                  etag = excluded.etag, sha256 = excluded.sha256, revision = excluded.revision,
                  signer = excluded.signer, fetched_at = excluded.fetched_at,
-                 checked_at = excluded.checked_at, last_error = NULL",
+                 checked_at = excluded.checked_at, last_error = NULL
+             WHERE bundles.lease_instance IS NULL OR bundles.lease_instance = ?9",
             params![
                 name,
                 url,
@@ -211,11 +260,13 @@ impl Store {
                 fetched.sha256,
                 fetched.revision,
                 fetched.signer,
-                now
+                now,
+                me
             ],
         )
         .map_err(&sql)?;
-        tx.commit().map_err(&sql)
+        tx.commit().map_err(&sql)?;
+        Ok(changed > 0)
     }
 
     /// Notes a poll that found nothing new (a 304, or the same archive again).
@@ -352,5 +403,43 @@ mod tests {
             .unwrap());
         let row = store.bundle("org").unwrap().unwrap();
         assert_eq!((row.url.as_str(), row.archive), ("https://new/b", None));
+    }
+
+    #[test]
+    fn a_lease_taken_over_stops_the_old_holder_storing() {
+        let (dir, mut store) = store();
+        let other = Store::open(&dir.path().join("behavry.db")).unwrap();
+        let fetched = |sha256| Fetched {
+            archive: b"bytes",
+            etag: None,
+            sha256,
+            revision: "r1",
+            signer: None,
+        };
+        assert!(store.take_bundle_lease("org", URL, 100, 10).unwrap());
+        assert!(store.store_bundle("org", URL, &fetched("a")).unwrap());
+        // Another running process (pid 1, start unknown = alive) holds it now.
+        other
+            .conn()
+            .execute(
+                "UPDATE bundles SET lease_instance = '1:0', lease_expires_at = 200 WHERE name = 'org'",
+                [],
+            )
+            .unwrap();
+        assert!(!store.store_bundle("org", URL, &fetched("b")).unwrap());
+        assert_eq!(
+            store.bundle_sha256("org", URL).unwrap().as_deref(),
+            Some("a")
+        );
+        // Taken back over: the previous running holder is named, and storing works again.
+        assert_eq!(
+            store.take_over_bundle_lease("org", URL, 150, 10).unwrap(),
+            Some(1)
+        );
+        assert!(store.store_bundle("org", URL, &fetched("c")).unwrap());
+        assert_eq!(
+            store.take_over_bundle_lease("org", URL, 151, 10).unwrap(),
+            None
+        );
     }
 }

@@ -211,7 +211,96 @@ fn run(
     }
 }
 
-fn unix_now() -> i64 {
+/// What one download by the lease holder did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// A new archive was verified and stored (`false`: the host still has the stored one, or
+    /// the lease was taken over during the download).
+    pub stored: bool,
+    /// The server answered with OPA's bundle content type: long polls may follow.
+    pub bundle_server: bool,
+}
+
+/// Why a download stored nothing.
+#[derive(Debug)]
+pub enum FetchError {
+    /// The host sent an archive that failed verification (the stored one stays).
+    Refused {
+        sha256: String,
+        etag: Option<String>,
+        error: String,
+    },
+    /// The host could not be reached, refused, or sent too much.
+    Failed(String),
+}
+
+impl FetchError {
+    pub fn message(&self) -> &str {
+        match self {
+            FetchError::Refused { error, .. } | FetchError::Failed(error) => error,
+        }
+    }
+}
+
+/// The lease holder's download of bundle `name`: fetch (with the stored ETag), verify, store. The
+/// caller holds the lease and records the outcome (`bundle_unchanged` / `bundle_failed`).
+pub fn fetch_and_store(
+    store: &mut Store,
+    verifier: &Verifier,
+    name: &str,
+    config: &BundleConfig,
+    source: &Source,
+    long_poll: bool,
+) -> Result<Outcome, FetchError> {
+    let row = store.bundle(name).ok().flatten();
+    let stored_sha = row.as_ref().and_then(|r| r.sha256.clone());
+    let etag = row
+        .as_ref()
+        .filter(|r| r.archive.is_some())
+        .and_then(|r| r.etag.clone());
+    match fetch::fetch(config, source, etag.as_deref(), long_poll).map_err(FetchError::Failed)? {
+        Fetched::NotModified { bundle_server } => Ok(Outcome {
+            stored: false,
+            bundle_server,
+        }),
+        Fetched::New {
+            bytes,
+            etag,
+            bundle_server,
+        } => {
+            let sha256 = verify::digest(&bytes);
+            if stored_sha.as_deref() == Some(sha256.as_str()) {
+                return Ok(Outcome {
+                    stored: false,
+                    bundle_server,
+                });
+            }
+            let v = verifier
+                .verify(name, &bytes, config)
+                .map_err(|error| FetchError::Refused {
+                    sha256: sha256.clone(),
+                    etag: etag.clone(),
+                    error,
+                })?;
+            let stored = Stored {
+                archive: &bytes,
+                etag: etag.as_deref(),
+                sha256: &sha256,
+                revision: v.revision(),
+                signer: v.bundle.signer.as_deref(),
+            };
+            let stored = store
+                .store_bundle(name, &config.url, &stored)
+                .map_err(|e| FetchError::Failed(e.to_string()))?;
+            Ok(Outcome {
+                stored,
+                bundle_server,
+            })
+        }
+    }
+}
+
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -261,57 +350,35 @@ impl Poll {
         source: &Source,
         send: &impl Fn(Update),
     ) {
-        let row = store.bundle(&self.name).ok().flatten();
-        let stored_sha = row.as_ref().and_then(|r| r.sha256.clone());
-        let etag = row
-            .as_ref()
-            .filter(|r| r.archive.is_some())
-            .and_then(|r| r.etag.clone());
-        let long_poll = self.bundle_server;
-        let result = match fetch::fetch(&self.config, source, etag.as_deref(), long_poll) {
-            Ok(Fetched::NotModified { bundle_server }) => {
-                self.bundle_server = bundle_server;
+        let result = match fetch_and_store(
+            store,
+            verifier,
+            &self.name,
+            &self.config,
+            source,
+            self.bundle_server,
+        ) {
+            Ok(outcome) => {
+                self.bundle_server = outcome.bundle_server;
                 Ok(())
             }
-            Ok(Fetched::New {
-                bytes,
+            Err(FetchError::Refused {
+                sha256,
                 etag,
-                bundle_server,
+                error,
             }) => {
-                self.bundle_server = bundle_server;
-                let sha256 = verify::digest(&bytes);
-                if stored_sha.as_deref() == Some(sha256.as_str()) {
-                    Ok(())
-                } else {
-                    match verifier.verify(&self.name, &bytes, &self.config) {
-                        Ok(v) => {
-                            let stored = Stored {
-                                archive: &bytes,
-                                etag: etag.as_deref(),
-                                sha256: &sha256,
-                                revision: v.revision(),
-                                signer: v.bundle.signer.as_deref(),
-                            };
-                            store
-                                .store_bundle(&self.name, &self.config.url, &stored)
-                                .map_err(|e| e.to_string())
-                        }
-                        Err(error) => {
-                            if self.refused.as_deref() != Some(sha256.as_str()) {
-                                self.refused = Some(sha256.clone());
-                                send(Update::Refused {
-                                    name: self.name.clone(),
-                                    sha256: Some(sha256),
-                                    etag,
-                                    error: error.clone(),
-                                });
-                            }
-                            Err(error)
-                        }
-                    }
+                if self.refused.as_deref() != Some(sha256.as_str()) {
+                    self.refused = Some(sha256.clone());
+                    send(Update::Refused {
+                        name: self.name.clone(),
+                        sha256: Some(sha256),
+                        etag,
+                        error: error.clone(),
+                    });
                 }
+                Err(error)
             }
-            Err(error) => Err(error),
+            Err(FetchError::Failed(error)) => Err(error),
         };
         match result {
             Ok(()) => {

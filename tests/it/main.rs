@@ -25,5 +25,6 @@ mod pull;
 mod rollout;
 mod setup;
 mod stderr;
+mod team;
 mod transparent;
 mod wrap;

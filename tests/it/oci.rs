@@ -9,14 +9,14 @@ use behavry::oci::{pull, OciError, PullOptions, Pulled, LAYER_TYPE};
 use sha2::Digest as _;
 
 /// A `docker-registry serve` on a free loopback port, stopped when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     addr: String,
     dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Registry {
+    pub(crate) fn start() -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         // A free port: the registry reports the configured address, not the one it bound.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -54,7 +54,7 @@ impl Registry {
         registry
     }
 
-    fn url(&self, tag: &str) -> String {
+    pub(crate) fn url(&self, tag: &str) -> String {
         format!("oci://{}/behavry/bundle:{tag}", self.addr)
     }
 
@@ -78,7 +78,7 @@ impl Registry {
     }
 
     /// Pushes `bytes` as the one layer of `tag`, with `media_type`, through `oras`.
-    fn push(&self, tag: &str, bytes: &[u8], media_type: &str) {
+    pub(crate) fn push(&self, tag: &str, bytes: &[u8], media_type: &str) {
         let file = self.dir.path().join("bundle.tar.gz");
         std::fs::write(&file, bytes).expect("write bundle");
         let script = "import sys, oras.client\n\

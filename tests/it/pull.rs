@@ -12,14 +12,14 @@ use serde_json::json;
 use crate::common::{chmod, eventually, is_error, text, Home, Wrapper};
 
 /// nginx serving one directory on 127.0.0.1, with its access log.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
 }
 
 impl Nginx {
-    fn start() -> Nginx {
+    pub(crate) fn start() -> Nginx {
         let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -61,13 +61,13 @@ impl Nginx {
         nginx
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/bundle.tar.gz", self.port)
     }
 
     /// Serves `archive` in place of the last one (renamed over it, with a newer mtime so
     /// nginx's ETag changes even when the size does not).
-    fn publish(&self, archive: &Path, generation: u64) {
+    pub(crate) fn publish(&self, archive: &Path, generation: u64) {
         let www = self.dir.path().join("www");
         let tmp = www.join(".bundle.tmp");
         std::fs::copy(archive, &tmp).expect("copy archive");
@@ -82,7 +82,7 @@ impl Nginx {
     }
 
     /// GET requests for the bundle so far, and how many were answered 304.
-    fn requests(&self) -> (usize, usize) {
+    pub(crate) fn requests(&self) -> (usize, usize) {
         let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
         let gets: Vec<&str> = log
             .lines()
