@@ -7,10 +7,10 @@ fn main() {
 ///
 /// regorus's parser builds an `anyhow` error for every alternative it tries and drops, and with
 /// `RUST_BACKTRACE=1` in the environment (common on a Rust developer's machine) each one captures
-/// a backtrace: compiling the shipped policies took about 5 ms longer, paid by every
-/// `behavry hook` run. behavry never shows those backtraces. The standard library reads the
-/// setting once, on the first capture, so it is set for that moment and then put back as it was:
-/// the servers behavry starts inherit the user's environment unchanged.
+/// a backtrace: half of the work of compiling the shipped policies, paid by every `behavry hook`
+/// run (a new process per tool call). behavry never shows those backtraces. The standard library
+/// reads the setting once, on the first capture, so it is set for that moment and then put back
+/// as it was: the servers behavry starts inherit the user's environment unchanged.
 fn without_error_backtraces() {
     const VAR: &str = "RUST_LIB_BACKTRACE";
     let before = std::env::var_os(VAR);

@@ -459,6 +459,28 @@ fn exits_with_the_servers_status() {
     assert_eq!(status.code(), Some(7));
 }
 
+/// behavry turns error backtraces off for itself only: the server sees the user's setting.
+#[test]
+fn the_server_inherits_the_backtrace_setting_unchanged() {
+    let home = Home::with_policy("p.rego", ALLOW_ECHO);
+    let seen = home.path().join("seen");
+    let script = format!(
+        "printf %s \"${{RUST_LIB_BACKTRACE-unset}}\" > '{}'; read line; exit 0",
+        seen.display()
+    );
+    for (setting, want) in [(Some("full"), "full"), (None, "unset")] {
+        let mut cmd = home.command(&["wrap", "--", "sh", "-c", &script]);
+        match setting {
+            Some(value) => cmd.env("RUST_LIB_BACKTRACE", value),
+            None => cmd.env_remove("RUST_LIB_BACKTRACE"),
+        };
+        let mut w = Wrapper::spawn(cmd);
+        w.send_raw(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
+        wait_timeout(&mut w.child, WAIT).expect("behavry exits when its server does");
+        assert_eq!(std::fs::read_to_string(&seen).unwrap(), want);
+    }
+}
+
 #[test]
 fn a_missing_server_command_is_a_clear_error() {
     let home = Home::new();
