@@ -63,6 +63,7 @@
 //! - [`pull`]: team bundles pulled off the hot path, once per machine (a lease in the store):
 //!   URL rules, ETag polls with backoff, verification, and the sets composed from bundles and
 //!   local files (`local = tighten|off|merge`) that [`policy::watch`] swaps in.
+//! - [`tls`]: the certificates the HTTPS clients trust (built-in roots plus a `ca_file`).
 //! - [`mock`]: a tiny MCP server for tests and benchmarks.
 //! - [`notes`]: diagnostic lines on stderr ([`note!`]), written by their own thread so a client
 //!   that never reads stderr cannot stall the proxy.
@@ -87,6 +88,7 @@ pub mod policy;
 pub mod proxy;
 pub mod pull;
 pub mod team;
+pub mod tls;
 pub mod tui;
 
 /// Queues a diagnostic line for stderr (see [`notes`]: never blocks, flushed at exit). Never

@@ -73,7 +73,7 @@ pub enum OciError {
         want: String,
         got: String,
     },
-    #[error("cannot read the CA file {path}: {message}")]
+    #[error("ca_file {path}: {message}")]
     CaFile { path: PathBuf, message: String },
 }
 
@@ -302,9 +302,12 @@ impl Client {
         if let Some(path) = &opts.ca_file {
             config = config.tls_config(
                 ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(
-                        read_certs(path)?,
-                    )))
+                    .root_certs(crate::tls::roots_with(path).map_err(|message| {
+                        OciError::CaFile {
+                            path: path.clone(),
+                            message,
+                        }
+                    })?)
                     .build(),
             );
         }
@@ -453,31 +456,6 @@ fn read_limited(
     Ok(bytes)
 }
 
-fn read_certs(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, OciError> {
-    let failed = |message: String| OciError::CaFile {
-        path: path.to_path_buf(),
-        message,
-    };
-    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
-    let mut own = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        if let ureq::tls::PemItem::Certificate(cert) = item.map_err(|e| failed(e.to_string()))? {
-            own.push(cert);
-        }
-    }
-    if own.is_empty() {
-        return Err(failed("it holds no PEM certificate".into()));
-    }
-    // Beside, not instead of, the roots used without a CA file: a registry that redirects
-    // blobs to public storage (S3, a CDN) still works.
-    let mut certs: Vec<_> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-        .collect();
-    certs.extend(own);
-    Ok(certs)
-}
-
 /// `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`.
 #[derive(Debug, PartialEq, Eq)]
 struct Challenge {
@@ -622,39 +600,6 @@ mod tests {
     }
 
     /// A self-signed test CA (public certificate only).
-    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
-MIIBiTCCAS+gAwIBAgIUI5eXgc9SpG257y7U/+TQWp8EpRcwCgYIKoZIzj0EAwIw
-GjEYMBYGA1UEAwwPYmVoYXZyeSB0ZXN0IENBMB4XDTI2MTEyOTE1NTk1MloXDTM2
-MTEyNjE1NTk1MlowGjEYMBYGA1UEAwwPYmVoYXZyeSB0ZXN0IENBMFkwEwYHKoZI
-zj0CAQYIKoZIzj0DAQcDQgAEMsS/gO48seoElzwbAHC8N8VDRrvSi/lmrouLQMC5
-e+G68kfDMEmhCaWmdGqBuX8AcEGdc4+6x9XEnAVEF/hrC6NTMFEwHQYDVR0OBBYE
-FBSlbGOQoZs0QjLQxThxEaZubjfbMB8GA1UdIwQYMBaAFBSlbGOQoZs0QjLQxThx
-EaZubjfbMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgOmVROYrt
-1/fctZR+CC31/5dmmGcZhYhKWa3l/5XRlEACIQC3oPgwUiHKaPvsRsfpJ+xCDzts
-qcDnhAAAVDzZaXK1PQ==
------END CERTIFICATE-----
-";
-
-    #[test]
-    fn a_ca_file_adds_to_the_built_in_roots() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ca.pem");
-        std::fs::write(&file, TEST_CA).unwrap();
-        let certs = read_certs(&file).unwrap();
-        assert_eq!(
-            certs.len(),
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() + 1
-        );
-        assert!(certs.last().unwrap().der().len() > 300);
-
-        std::fs::write(&file, "not a certificate\n").unwrap();
-        let err = read_certs(&file).unwrap_err().to_string();
-        assert!(err.contains("holds no PEM certificate"), "{err}");
-        let err = read_certs(&dir.path().join("missing.pem"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("cannot read the CA file"), "{err}");
-    }
 
     #[test]
     fn parses_bearer_challenges() {

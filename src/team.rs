@@ -19,7 +19,7 @@ pub struct BundleConfig {
     /// A file holding a bearer token sent as `Authorization: Bearer <token>`.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
-    /// PEM certificates trusted for this host, beside the system's roots.
+    /// PEM certificates trusted for this host, beside the built-in (Mozilla) roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Polls sleep a random delay in [min, max] seconds, as OPA's do.

@@ -283,24 +283,9 @@ fn agent(ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, String> {
         .timeout_global(Some(REQUEST_TIMEOUT))
         .max_redirects(0);
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(format!(
-                "ca_file {} holds no PEM certificate",
-                path.display()
-            ));
-        }
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-            .build();
-        config = config.tls_config(tls);
+        let roots =
+            crate::tls::roots_with(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
     }
     Ok(config.build().new_agent())
 }

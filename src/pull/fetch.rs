@@ -104,7 +104,10 @@ fn fetch_http(
     if let Some(ca_file) = &config.ca_file {
         builder = builder.tls_config(
             ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&ca_certs(ca_file)?))
+                .root_certs(
+                    crate::tls::roots_with(ca_file)
+                        .map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?,
+                )
                 .build(),
         );
     }
@@ -176,26 +179,6 @@ fn read_capped(reader: impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
-}
-
-/// The certificates of a PEM file (one or several).
-fn ca_certs(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    let pem = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    let certs: Vec<_> = pem
-        .split(BEGIN)
-        .skip(1)
-        .map(|body| ureq::tls::Certificate::from_pem(format!("{BEGIN}{body}").as_bytes()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 #[cfg(test)]
