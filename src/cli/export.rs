@@ -97,11 +97,17 @@ pub fn run(args: ExportArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         ExportCommand::Flush => {
-            // The mask rule is the policy's: evaluate it with the set the wrappers enforce.
-            let policy = PolicySet::load(
-                &[paths.policy_dir()],
-                std::time::Duration::from_millis(config.wrap.eval_timeout_ms),
-            );
+            // The mask rule is the policy's: evaluate it with the set the wrappers enforce, the
+            // team's bundles first (the local files alone would drop the team's mask).
+            let dirs = [paths.policy_dir()];
+            let eval_timeout = std::time::Duration::from_millis(config.wrap.eval_timeout_ms);
+            let policy = match crate::pull::activate::Bundles::load(&config, &db) {
+                None => PolicySet::load(&dirs, eval_timeout),
+                Some(team) => team.compose(
+                    crate::policy::source::scan(&dirs, crate::policy::source::Scan::ENFORCE),
+                    eval_timeout,
+                ),
+            };
             let mut failed = false;
             for flushed in crate::export::flush(&mut store, log, Some(&policy))? {
                 let sink = flushed.sink;

@@ -171,10 +171,16 @@ fn pre(call: ToolUse, start: Instant) -> anyhow::Result<Option<String>> {
         let _ = agents::register(&agents::registry(&paths.data_dir), agent);
     }
     let policy_dirs = vec![paths.policy_dir()];
-    let policy = PolicySet::load(
-        &policy_dirs,
-        Duration::from_millis(config.wrap.eval_timeout_ms),
-    );
+    let eval_timeout = Duration::from_millis(config.wrap.eval_timeout_ms);
+    // The team's bundles decide Claude Code's own tools as they decide MCP calls, with the local
+    // files as `local` says: the local files alone would be the user's (and the agent's) to edit.
+    let policy = match crate::pull::activate::Bundles::load(&config, &paths.database()) {
+        None => PolicySet::load(&policy_dirs, eval_timeout),
+        Some(team) => team.compose(
+            crate::policy::source::scan(&policy_dirs, crate::policy::source::Scan::ENFORCE),
+            eval_timeout,
+        ),
+    };
     let mut ctx = config.input_context(
         SERVER,
         call.session_id.clone(),

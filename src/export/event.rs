@@ -185,6 +185,42 @@ fn apply_mask(event: &mut Event, policy: Option<&PolicySet>) {
         }
     }
     event.erased.sort();
+    // The facts repeat fields of the input or result (OTLP attributes): what was erased there
+    // must not leave through them.
+    let kind = event.kind.clone();
+    let erased = &event.erased;
+    event.facts.retain(|key, _| {
+        let Some(at) = fact_pointer(&kind, key) else {
+            return true;
+        };
+        !erased.iter().any(|p| {
+            at == *p
+                || at
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        })
+    });
+}
+
+/// Where in the event the fact `key` comes from; `None` for facts that are not content (the
+/// method, the policy hash, the request id).
+fn fact_pointer(kind: &str, key: &str) -> Option<String> {
+    if kind != "decision" {
+        return Some(format!("/result/{key}"));
+    }
+    let at = match key {
+        "session_id" => "/input/session/id",
+        "server" => "/input/resource/server",
+        "tool" => "/input/action/name",
+        "action_type" => "/input/action/type",
+        "resource_path" => "/input/resource/path",
+        "decision" => "/result/decision",
+        "agent" => "/input/agent/id",
+        "requester" => "/input/requester/id",
+        "channel" => "/input/requester/channel",
+        _ => return None,
+    };
+    Some(at.to_owned())
 }
 
 fn mask_pointers(event: &Event, policy: Option<&PolicySet>) -> Result<Vec<String>, String> {
@@ -336,6 +372,12 @@ mod tests {
                 &["/input", "/result"],
                 true,
             ),
+            // Facts repeat the input: masking the path masks the `resource_path` fact too.
+            (
+                "package behavry.log\nimport rego.v1\nmask contains \"/input/resource/path\"\n",
+                &["/input/resource/path"],
+                false,
+            ),
             // No `behavry.log` package: nothing masked.
             ("package behavry.authz\nimport rego.v1\nallow if true\n", &[], false),
         ];
@@ -345,6 +387,25 @@ mod tests {
             let event = map(&decision(), ExportArguments::Redacted, Some(&set));
             assert_eq!(event.erased, *want, "{text}");
             assert_eq!(event.input.is_null(), *emptied, "{text}");
+            // Nothing erased leaves through the facts (OTLP attributes).
+            let path_erased = want
+                .iter()
+                .any(|p| *p == "/input" || *p == "/input/resource/path");
+            assert_eq!(
+                event.facts.contains_key("resource_path"),
+                !path_erased,
+                "{text}"
+            );
+            if *emptied {
+                assert!(
+                    event
+                        .facts
+                        .keys()
+                        .all(|k| k == "method" || k == "policy_hash" || k == "request_id"),
+                    "{:?}",
+                    event.facts
+                );
+            }
             if want.contains(&"/input/action/arguments/content") {
                 assert_eq!(
                     event.input["action"]["arguments"],

@@ -655,3 +655,59 @@ fn prune_keeps_what_no_sink_has_unless_forced_and_flush_fails_while_down() {
     assert!(out.status.success());
     assert!(journal(&home).len() < before);
 }
+
+/// `export flush` masks with the team's bundle, as the wrappers do: its `behavry.log` mask holds
+/// whatever the local files say.
+#[test]
+fn flush_masks_with_the_team_bundle() {
+    let opa = Collector::start("opa", 0);
+    let home = Home::with_policy("p.rego", "package behavry.authz\nallow := true\n");
+    let src = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        src.path().join("policy.rego"),
+        "package behavry.authz\nimport rego.v1\nallow := true\n",
+    )
+    .expect("authz");
+    std::fs::write(
+        src.path().join("log.rego"),
+        "package behavry.log\nimport rego.v1\nmask contains \"/input/action/arguments/text\"\n",
+    )
+    .expect("mask");
+    let archive = src.path().join("bundle.tar.gz");
+    let built = run(home
+        .command(&["bundle", "build"])
+        .arg(src.path())
+        .arg("-o")
+        .arg(&archive)
+        .args(["--revision", "r1", "--root", "behavry"]));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let bundle = format!("[bundles.org]\nurl = \"file://{}\"\n", archive.display());
+    home.config(&bundle);
+    let fetched = run(&mut home.command(&["bundle", "fetch"]));
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let mut w = home.wrap(&["--name", "fs", "--", BIN, "mock-server"], &[]);
+    w.initialize();
+    w.call(1, "echo", json!({"text": "the secret", "path": "/tmp/x"}));
+    w.finish();
+    // The sink is configured afterwards, so `export flush` is what sends the decision.
+    home.config(&format!("{bundle}[decision_log]\n{}", opa_sink(&opa)));
+    let (code, said) = flush(&home);
+    assert_eq!(code, 0, "{said}");
+    let decisions: Vec<Value> = opa
+        .stored()
+        .into_iter()
+        .filter(|e| e["kind"] == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    let d = &decisions[0];
+    assert_eq!(d["erased"], json!(["/input/action/arguments/text"]), "{d}");
+    assert!(!d.to_string().contains("the secret"), "{d}");
+}

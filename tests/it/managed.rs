@@ -181,3 +181,69 @@ fn claude_code_admits_exactly_the_wrapped_commands_of_managed_settings_json() {
     );
     assert!(!listed.contains("unwrapped"), "{listed}");
 }
+
+/// Claude Code's own tools are decided by the team's bundle too: with only the local files
+/// (which the agent can edit) deciding them, the team's policy would not hold for Bash or Write.
+#[test]
+fn the_hook_decides_with_the_team_bundle_not_the_local_files_alone() {
+    let home = Home::with_policy("p.rego", ALLOW_ALL);
+    let src = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        src.path().join("policy.rego"),
+        "package behavry.authz\nimport rego.v1\ndeny := true\nreasons contains \"the team says no\"\n",
+    )
+    .expect("bundle policy");
+    let archive = src.path().join("bundle.tar.gz");
+    let built = run(home
+        .command(&["bundle", "build"])
+        .arg(src.path())
+        .arg("-o")
+        .arg(&archive)
+        .args(["--revision", "r1", "--root", "behavry"]));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    home.config(&format!(
+        "[bundles.org]\nurl = \"file://{}\"\n",
+        archive.display()
+    ));
+    let fetched = run(&mut home.command(&["bundle", "fetch"]));
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let event = json!({
+        "session_id": "sess-1", "transcript_path": "/nonexistent/transcript.jsonl",
+        "cwd": "/tmp", "permission_mode": "default", "hook_event_name": "PreToolUse",
+        "tool_name": "Bash", "tool_input": {"command": "ls"}, "tool_use_id": "tu-1",
+    });
+    let mut child = home
+        .command(&["hook"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("behavry hook");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(event.to_string().as_bytes())
+            .expect("write event");
+    }
+    let out = child.wait_with_output().expect("behavry hook");
+    let answer: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the hook answers JSON");
+    let specific = &answer["hookSpecificOutput"];
+    assert_eq!(specific["permissionDecision"], "deny", "{answer}");
+    assert!(
+        specific["permissionDecisionReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("the team says no")),
+        "{answer}"
+    );
+    let row = &home.log(&[])[0];
+    assert_eq!(row["bundles"]["org"]["revision"], "r1", "{row}");
+}
