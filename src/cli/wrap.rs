@@ -33,7 +33,19 @@ pub fn run(args: WrapArgs) -> anyhow::Result<i32> {
         None => child::default_server_name(program, rest),
     };
     if args.monitor {
-        config.servers.entry(server.clone()).or_default().mode = Some(crate::config::Mode::Monitor);
+        // Under a system config only its administrator chooses monitor mode, as in the user's
+        // config.toml: an agent that can edit the client's server list must not switch the team's
+        // policy off with a flag.
+        match crate::config::system_config() {
+            Ok(Some(system)) => crate::note!(
+                "--monitor is ignored: under the system config {} only its administrator sets the mode",
+                system.display()
+            ),
+            _ => {
+                config.servers.entry(server.clone()).or_default().mode =
+                    Some(crate::config::Mode::Monitor)
+            }
+        }
     }
     let mut policy_dirs = vec![paths.policy_dir()];
     policy_dirs.extend(args.policies);

@@ -242,8 +242,9 @@ impl Pass<'_> {
                 return Ok(());
             };
             let (first, through) = (first.seq, last.seq);
-            if cursor > 0 && first > cursor + 1 {
-                // Pruned (`log --prune --force`) before this sink had them: say so, then go on.
+            if first > cursor + 1 {
+                // Pruned (`log --prune --force`) before this sink had them, even before it had
+                // anything at all: say so, then go on.
                 let body = gap_body(self.sink.name(), cursor + 1, first - 1, "pruned");
                 self.store
                     .skip_export(self.sink.name(), Kind::ExportGap, first - 1, &body)?;

@@ -637,7 +637,8 @@ fn a_refused_batch_is_set_aside_with_a_record_and_export_moves_on() {
 
 #[test]
 fn prune_keeps_what_no_sink_has_unless_forced_and_flush_fails_while_down() {
-    let home = home_with(&otlp_sink(free_port(), "http/protobuf"));
+    let port = free_port();
+    let home = home_with(&otlp_sink(port, "http/protobuf"));
     let mut w = home.wrap(&["--name", "fs", "--", BIN, "mock-server"], &[]);
     w.initialize();
     calls(&mut w, 1, 3);
@@ -654,6 +655,18 @@ fn prune_keeps_what_no_sink_has_unless_forced_and_flush_fails_while_down() {
     let out = run(&mut home.command(&["log", "--prune", "--before", "0s", "--force"]));
     assert!(out.status.success());
     assert!(journal(&home).len() < before);
+    // What was forced out before the sink had anything is sent as a gap, not lost in silence.
+    let otlp = Collector::start("otlp", port);
+    let (code, said) = flush(&home);
+    assert_eq!(code, 0, "{said}");
+    let stored = otlp.stored();
+    let gap = stored
+        .iter()
+        .find(|e| e["attributes"]["behavry.kind"] == "export_gap")
+        .unwrap_or_else(|| panic!("no export_gap: {stored:?}"));
+    let gap: Value = serde_json::from_str(gap["body"].as_str().unwrap_or("")).expect("gap body");
+    assert_eq!(gap["why"], "pruned", "{gap}");
+    assert_eq!(gap["from_seq"], 1, "{gap}");
 }
 
 /// `export flush` masks with the team's bundle, as the wrappers do: its `behavry.log` mask holds

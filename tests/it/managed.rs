@@ -247,3 +247,22 @@ fn the_hook_decides_with_the_team_bundle_not_the_local_files_alone() {
     let row = &home.log(&[])[0];
     assert_eq!(row["bundles"]["org"]["revision"], "r1", "{row}");
 }
+
+/// `wrap --monitor` would switch the team's policy off for one server: under a system config only
+/// the administrator sets the mode, so the flag is ignored and the call is denied as enforced.
+#[test]
+fn monitor_flag_is_ignored_under_a_system_config() {
+    let home = Home::with_policy("p.rego", "package behavry.authz\ndeny := true\n");
+    let (_dir, file) = system_config("", 0o644);
+    let file = file.to_str().expect("utf-8 path");
+    let mut w = home.wrap(
+        &["--name", "mock", "--monitor", "--", BIN, "mock-server"],
+        &[("BEHAVRY_SYSTEM_CONFIG", file)],
+    );
+    w.initialize();
+    let reply = w.call(2, "echo", json!({"text": "hi"}));
+    assert!(is_error(&reply), "enforced, not monitored: {reply}");
+    let (_, stderr) = w.finish();
+    assert!(stderr.contains("--monitor is ignored"), "{stderr}");
+    assert_eq!(home.log(&[])[0]["decision"], "deny");
+}
