@@ -203,7 +203,9 @@ fn disjoint(active: &BTreeMap<String, Verified>) -> Result<(), String> {
 fn outside_roots(local: &Sources, active: &BTreeMap<String, Verified>) -> Result<(), String> {
     for file in &local.files {
         let paths: Vec<String> = match file.kind {
-            Kind::Rego => package_of(&file.text).into_iter().collect(),
+            // As the engine parses it: a text scan misses `package a["b"]` or a tab.
+            Kind::Rego => vec![bundle::package_of(&file.name(), &file.text)
+                .map_err(|e| format!("{} (local = \"merge\" needs its package)", e))?],
             Kind::Data => serde_json::from_str::<Map<String, Value>>(&file.text)
                 .map(|m| m.keys().cloned().collect())
                 .unwrap_or_default(),
@@ -227,15 +229,6 @@ fn outside_roots(local: &Sources, active: &BTreeMap<String, Verified>) -> Result
         }
     }
     Ok(())
-}
-
-/// The package a module declares, as a slash path (`package a.b` → `a/b`).
-fn package_of(text: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix("package ")?;
-        let name = rest.split(['#', ' ', '\t']).next()?.trim();
-        Some(name.strip_prefix("data.").unwrap_or(name).replace('.', "/"))
-    })
 }
 
 #[cfg(test)]
@@ -359,6 +352,24 @@ mod tests {
         let merged = bundles(Local::Merge, team()).compose(local(LOCAL_OTHER_PACKAGE), T);
         assert!(merged.error().is_none(), "{:?}", merged.error());
         assert_eq!(decide(&merged, read.clone()), Decision::Allow);
+    }
+
+    /// Rego spells a package many ways; each is refused under a bundle root, as the parser reads it.
+    #[test]
+    fn merge_refuses_every_spelling_of_a_package_under_a_root() {
+        let write = json!({"action": {"type": "write"}});
+        for text in [
+            "package behavry[\"authz\"]\nimport rego.v1\nallow := true\n",
+            "package\tbehavry.authz\nimport rego.v1\nallow := true\n",
+            "package\nbehavry.authz\nimport rego.v1\nallow := true\n",
+            "# package local.rules\npackage  behavry.authz\nimport rego.v1\nallow := true\n",
+        ] {
+            let set =
+                bundles(Local::Merge, vec![bundle("org", "behavry", TEAM)]).compose(local(text), T);
+            let err = set.error().unwrap_or_default().to_owned();
+            assert!(err.contains("overlaps the roots"), "{text:?}: {err}");
+            assert_eq!(decide(&set, write.clone()), Decision::Deny, "{text:?}");
+        }
     }
 
     #[test]
