@@ -1,7 +1,7 @@
 //! `behavry bundle fetch [NAME]`: poll the team's host now instead of at the next scheduled poll.
 //! It takes the lease as a wrapper's poll does (over a running holder's schedule, so one process
-//! downloads at a time), downloads with the stored ETag, verifies, stores, releases the lease and
-//! says what changed. The wrappers pick the stored archive up within a second.
+//! downloads at a time), downloads in full (no stored ETag: the store could hold an archive put
+//! there by hand), verifies, stores, releases the lease and says what changed. The wrappers pick the stored archive up within a second.
 
 use std::io::Write;
 
@@ -88,7 +88,7 @@ fn fetch_one(
     if let Some(pid) = from {
         crate::note!("{name}: took the polling lease over from pid {pid} for this download");
     }
-    let result = fetch_and_store(store, verifier, name, cfg, &source, false);
+    let result = fetch_and_store(store, verifier, name, cfg, &source, false, None);
     let recorded = match &result {
         Ok(_) => store.bundle_unchanged(name),
         Err(e) => store.bundle_failed(name, &cfg.url, e.message()),
