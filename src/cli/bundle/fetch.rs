@@ -26,7 +26,7 @@ pub(super) struct FetchArgs {
 }
 
 /// How long the lease is held for one download (a wrapper takes it back once released).
-const LEASE_SECS: i64 = 300;
+const LEASE_SECS: i64 = crate::audit::bundles::MANUAL_LEASE_SECS;
 
 pub(super) fn run(args: FetchArgs) -> anyhow::Result<i32> {
     let paths = Paths::resolve()?;
