@@ -129,8 +129,29 @@ impl Bundles {
                 "",
             ),
             Local::Merge => {
-                if let Err(why) = outside_roots(&local, &self.active) {
-                    return refused(why);
+                // Local files that cannot join the bundle deny every call, saying why, beside the
+                // bundle's revision. Refusing the whole set instead would keep the previous team
+                // revision in force for as long as a local file (the user's, and so an agent's, to
+                // write) stays wrong.
+                let problem = outside_roots(&local, &self.active).err().or_else(|| {
+                    let alone = PolicySet::from_scan(local.clone(), eval_timeout);
+                    alone.error().map(|e| {
+                        format!(
+                            "local policy files (local = \"merge\"): {}",
+                            e.replace('\n', "; ")
+                        )
+                    })
+                });
+                if let Some(why) = problem {
+                    let mut set = PolicySet::from_scan(
+                        Sources {
+                            files,
+                            problems: Vec::new(),
+                        },
+                        eval_timeout,
+                    );
+                    set.tighten = Some(Arc::new(PolicySet::refused(why)));
+                    return finish(set, &local_hash);
                 }
                 files.extend(local.files);
                 finish(
@@ -145,12 +166,14 @@ impl Bundles {
                 )
             }
             Local::Tighten => {
-                let local_set = PolicySet::from_scan(local, eval_timeout);
-                if local_set.error().is_some() {
-                    // A broken local file must not silently stop restricting: refuse the set.
-                    return refused(format!(
+                let mut local_set = PolicySet::from_scan(local, eval_timeout);
+                if let Some(e) = local_set.error() {
+                    // A broken local file must not silently stop restricting: it denies every
+                    // call, saying why. Refusing the set instead would keep the previous team
+                    // revision in force while the file stays broken.
+                    local_set = PolicySet::refused(format!(
                         "local policy files (local = \"tighten\"): {}",
-                        local_set.error().unwrap_or_default().replace('\n', "; ")
+                        e.replace('\n', "; ")
                     ));
                 }
                 let mut set = PolicySet::from_scan(
@@ -343,10 +366,13 @@ mod tests {
         );
 
         let merge = bundles(Local::Merge, team()).compose(local(LOCAL_ALLOW_ALL), T);
-        let err = merge.error().unwrap_or_default().to_owned();
+        let verdict = merge.decide(&read);
+        assert_eq!(verdict.decision, Decision::Deny);
         assert!(
-            err.contains("behavry.authz overlaps the roots [\"behavry\"] of bundle org"),
-            "{err}"
+            verdict.reasons[0]
+                .contains("behavry.authz overlaps the roots [\"behavry\"] of bundle org"),
+            "{:?}",
+            verdict.reasons
         );
         // A local package beside the bundle's root merges.
         let merged = bundles(Local::Merge, team()).compose(local(LOCAL_OTHER_PACKAGE), T);
@@ -366,9 +392,48 @@ mod tests {
         ] {
             let set =
                 bundles(Local::Merge, vec![bundle("org", "behavry", TEAM)]).compose(local(text), T);
-            let err = set.error().unwrap_or_default().to_owned();
-            assert!(err.contains("overlaps the roots"), "{text:?}: {err}");
-            assert_eq!(decide(&set, write.clone()), Decision::Deny, "{text:?}");
+            let verdict = set.decide(&write);
+            assert_eq!(verdict.decision, Decision::Deny, "{text:?}");
+            assert!(
+                verdict.reasons[0].contains("overlaps the roots"),
+                "{text:?}: {:?}",
+                verdict.reasons
+            );
+        }
+    }
+
+    /// Local files are the user's to write, and so an agent's: a broken or misplaced one must not
+    /// keep a new team revision out. The revision goes in force; every call is denied, saying why.
+    #[test]
+    fn broken_local_files_deny_every_call_but_never_keep_a_team_revision_out() {
+        let read = json!({"action": {"type": "read"}});
+        let broken = "package behavry.authz\nallow if {\n";
+        for (mode, text, why) in [
+            (
+                Local::Tighten,
+                broken,
+                "local policy files (local = \"tighten\")",
+            ),
+            (Local::Merge, broken, "local = \"merge\""),
+            (Local::Merge, LOCAL_ALLOW_ALL, "overlaps the roots"),
+        ] {
+            let set = bundles(mode, vec![bundle("org", "behavry", TEAM)]).compose(local(text), T);
+            assert_eq!(
+                set.error(),
+                None,
+                "{mode:?} {text:?}: the revision goes in force"
+            );
+            assert_eq!(
+                set.bundles.as_deref(),
+                Some(r#"{"org":{"revision":"r1","sha256":"sha-org"}}"#)
+            );
+            let verdict = set.decide(&read);
+            assert_eq!(verdict.decision, Decision::Deny, "{mode:?} {text:?}");
+            assert!(
+                verdict.reasons.iter().any(|r| r.contains(why)),
+                "{mode:?} {text:?}: {:?}",
+                verdict.reasons
+            );
         }
     }
 
