@@ -319,6 +319,12 @@ pub fn fetch_and_store(
     }
 }
 
+/// How long a poller's lease runs: one poll interval (and a long poll) with room to spare. The
+/// holder renews it at every poll, and releases it at exit.
+pub fn lease_secs(config: &BundleConfig) -> i64 {
+    (config.max_delay_secs + config.long_poll_secs.unwrap_or(0) + 90) as i64
+}
+
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -336,11 +342,13 @@ impl Poll {
             }
         };
         if Instant::now() >= self.next {
-            // The lease outlives one poll interval (and a long poll) with room to spare; the
-            // holder renews it at every poll, and releases it at exit.
-            let ttl = self.config.max_delay_secs + self.config.long_poll_secs.unwrap_or(0) + 90;
             let holder = store
-                .take_bundle_lease(&self.name, &self.config.url, unix_now(), ttl as i64)
+                .take_bundle_lease(
+                    &self.name,
+                    &self.config.url,
+                    unix_now(),
+                    lease_secs(&self.config),
+                )
                 .unwrap_or(false);
             if holder {
                 self.poll(store, verifier, &source, send);

@@ -9,7 +9,7 @@ use crate::audit::Store;
 use crate::config::{Config, Paths};
 use crate::pull::source::Source;
 use crate::pull::verify::Verifier;
-use crate::pull::{fetch_and_store, unix_now, FetchError};
+use crate::pull::{fetch_and_store, lease_secs, unix_now, FetchError};
 use crate::team::BundleConfig;
 
 /// Download the team bundles now (all, or NAME), verify and store them for the wrappers
@@ -83,7 +83,9 @@ fn fetch_one(
     let before = store.bundle(name).map_err(|e| e.to_string())?;
     let before = before.filter(|r| r.url == cfg.url && r.archive.is_some());
     let from = store
-        .take_over_bundle_lease(name, &cfg.url, unix_now(), LEASE_SECS)
+        // As long as a poller's, at least: a lease runs no further ahead than its holder's
+        // would, or it is taken for one written into the store by hand.
+        .take_over_bundle_lease(name, &cfg.url, unix_now(), LEASE_SECS.max(lease_secs(cfg)))
         .map_err(|e| format!("cannot take the bundle lease: {e}"))?;
     if let Some(pid) = from {
         crate::note!("{name}: took the polling lease over from pid {pid} for this download");
