@@ -294,6 +294,8 @@ impl Client {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_global(Some(Duration::from_secs(300)))
+            // A registry (or the blob store it sends pulls to) may redirect, never down to http.
+            .https_only(reference.scheme == "https")
             .user_agent(concat!("behavry/", env!("CARGO_PKG_VERSION")));
         if reference.scheme == "http" {
             // A proxy (HTTPS_PROXY, …) cannot reach this machine's loopback for us.

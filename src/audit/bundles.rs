@@ -65,6 +65,9 @@ fn of_row(r: &Row) -> rusqlite::Result<StoredBundle> {
     })
 }
 
+/// The longest lease `behavry bundle fetch` takes for one download.
+pub const MANUAL_LEASE_SECS: i64 = 300;
+
 /// How a lease names its holder: the pid and the process's start time, so a reused pid is not
 /// mistaken for the holder.
 fn instance(owner: Owner) -> String {
@@ -119,6 +122,9 @@ impl Store {
     /// Takes (or renews) the lease on polling `name` for `ttl_secs` from `now` (Unix seconds).
     /// Granted when nobody holds it, this process does, the holder's lease ran out, or the holder
     /// is no longer running. A row from another `url` is reset: its archive is not this bundle.
+    /// A lease running further ahead than any holder takes one (`ttl_secs`, or a manual fetch's
+    /// [`MANUAL_LEASE_SECS`]) was not written by a holder: the store is the user's file, and a
+    /// lease far in the future, in the name of a process that stays up, would stop every poll.
     pub fn take_bundle_lease(
         &mut self,
         name: &str,
@@ -142,7 +148,9 @@ impl Store {
             Some((_, None, _)) => true,
             Some((_, Some(holder), expires)) => {
                 *holder == instance(me)
-                    || expires.is_none_or(|e| e <= now)
+                    || expires.is_none_or(|e| {
+                        e <= now || e.saturating_sub(now) > ttl_secs.max(MANUAL_LEASE_SECS)
+                    })
                     || owner_of(holder).is_none_or(|o| !o.is_alive())
             }
         };
@@ -361,6 +369,15 @@ mod tests {
             store.take_bundle_lease("org", URL, 105, 10).unwrap(),
             "renewed"
         );
+        // A lease far ahead of any holder's, for a live process: not a holder's, so void.
+        store
+            .conn()
+            .execute(
+                "UPDATE bundles SET lease_instance = '1:0', lease_expires_at = 99999999999 WHERE name = 'org'",
+                [],
+            )
+            .unwrap();
+        assert!(store.take_bundle_lease("org", URL, 106, 10).unwrap());
         // Another holder's lease, recorded for a live process (pid 1, start unknown = alive).
         other
             .conn()

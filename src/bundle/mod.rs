@@ -417,8 +417,9 @@ fn merge(into: &mut Value, from: Value, at: &mut Vec<String>) -> Result<(), Vec<
     Ok(())
 }
 
-/// The package a module declares, as a slash path; the module must parse as Rego v1.
-fn package_of(name: &str, text: &str) -> Result<String, BundleError> {
+/// The package a module declares, as a slash path; the module must parse as Rego v1. The parser
+/// reads it, as the engine will: `package a["b"]`, a tab or a line break all name `a/b`.
+pub fn package_of(name: &str, text: &str) -> Result<String, BundleError> {
     let mut engine = regorus::Engine::new();
     let package = engine
         .add_policy(name.to_string(), text.to_string())

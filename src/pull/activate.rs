@@ -129,8 +129,29 @@ impl Bundles {
                 "",
             ),
             Local::Merge => {
-                if let Err(why) = outside_roots(&local, &self.active) {
-                    return refused(why);
+                // Local files that cannot join the bundle deny every call, saying why, beside the
+                // bundle's revision. Refusing the whole set instead would keep the previous team
+                // revision in force for as long as a local file (the user's, and so an agent's, to
+                // write) stays wrong.
+                let problem = outside_roots(&local, &self.active).err().or_else(|| {
+                    let alone = PolicySet::from_scan(local.clone(), eval_timeout);
+                    alone.error().map(|e| {
+                        format!(
+                            "local policy files (local = \"merge\"): {}",
+                            e.replace('\n', "; ")
+                        )
+                    })
+                });
+                if let Some(why) = problem {
+                    let mut set = PolicySet::from_scan(
+                        Sources {
+                            files,
+                            problems: Vec::new(),
+                        },
+                        eval_timeout,
+                    );
+                    set.tighten = Some(Arc::new(PolicySet::refused(why)));
+                    return finish(set, &local_hash);
                 }
                 files.extend(local.files);
                 finish(
@@ -145,12 +166,14 @@ impl Bundles {
                 )
             }
             Local::Tighten => {
-                let local_set = PolicySet::from_scan(local, eval_timeout);
-                if local_set.error().is_some() {
-                    // A broken local file must not silently stop restricting: refuse the set.
-                    return refused(format!(
+                let mut local_set = PolicySet::from_scan(local, eval_timeout);
+                if let Some(e) = local_set.error() {
+                    // A broken local file must not silently stop restricting: it denies every
+                    // call, saying why. Refusing the set instead would keep the previous team
+                    // revision in force while the file stays broken.
+                    local_set = PolicySet::refused(format!(
                         "local policy files (local = \"tighten\"): {}",
-                        local_set.error().unwrap_or_default().replace('\n', "; ")
+                        e.replace('\n', "; ")
                     ));
                 }
                 let mut set = PolicySet::from_scan(
@@ -203,7 +226,9 @@ fn disjoint(active: &BTreeMap<String, Verified>) -> Result<(), String> {
 fn outside_roots(local: &Sources, active: &BTreeMap<String, Verified>) -> Result<(), String> {
     for file in &local.files {
         let paths: Vec<String> = match file.kind {
-            Kind::Rego => package_of(&file.text).into_iter().collect(),
+            // As the engine parses it: a text scan misses `package a["b"]` or a tab.
+            Kind::Rego => vec![bundle::package_of(&file.name(), &file.text)
+                .map_err(|e| format!("{} (local = \"merge\" needs its package)", e))?],
             Kind::Data => serde_json::from_str::<Map<String, Value>>(&file.text)
                 .map(|m| m.keys().cloned().collect())
                 .unwrap_or_default(),
@@ -227,15 +252,6 @@ fn outside_roots(local: &Sources, active: &BTreeMap<String, Verified>) -> Result
         }
     }
     Ok(())
-}
-
-/// The package a module declares, as a slash path (`package a.b` → `a/b`).
-fn package_of(text: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix("package ")?;
-        let name = rest.split(['#', ' ', '\t']).next()?.trim();
-        Some(name.strip_prefix("data.").unwrap_or(name).replace('.', "/"))
-    })
 }
 
 #[cfg(test)]
@@ -350,15 +366,75 @@ mod tests {
         );
 
         let merge = bundles(Local::Merge, team()).compose(local(LOCAL_ALLOW_ALL), T);
-        let err = merge.error().unwrap_or_default().to_owned();
+        let verdict = merge.decide(&read);
+        assert_eq!(verdict.decision, Decision::Deny);
         assert!(
-            err.contains("behavry.authz overlaps the roots [\"behavry\"] of bundle org"),
-            "{err}"
+            verdict.reasons[0]
+                .contains("behavry.authz overlaps the roots [\"behavry\"] of bundle org"),
+            "{:?}",
+            verdict.reasons
         );
         // A local package beside the bundle's root merges.
         let merged = bundles(Local::Merge, team()).compose(local(LOCAL_OTHER_PACKAGE), T);
         assert!(merged.error().is_none(), "{:?}", merged.error());
         assert_eq!(decide(&merged, read.clone()), Decision::Allow);
+    }
+
+    /// Rego spells a package many ways; each is refused under a bundle root, as the parser reads it.
+    #[test]
+    fn merge_refuses_every_spelling_of_a_package_under_a_root() {
+        let write = json!({"action": {"type": "write"}});
+        for text in [
+            "package behavry[\"authz\"]\nimport rego.v1\nallow := true\n",
+            "package\tbehavry.authz\nimport rego.v1\nallow := true\n",
+            "package\nbehavry.authz\nimport rego.v1\nallow := true\n",
+            "# package local.rules\npackage  behavry.authz\nimport rego.v1\nallow := true\n",
+        ] {
+            let set =
+                bundles(Local::Merge, vec![bundle("org", "behavry", TEAM)]).compose(local(text), T);
+            let verdict = set.decide(&write);
+            assert_eq!(verdict.decision, Decision::Deny, "{text:?}");
+            assert!(
+                verdict.reasons[0].contains("overlaps the roots"),
+                "{text:?}: {:?}",
+                verdict.reasons
+            );
+        }
+    }
+
+    /// Local files are the user's to write, and so an agent's: a broken or misplaced one must not
+    /// keep a new team revision out. The revision goes in force; every call is denied, saying why.
+    #[test]
+    fn broken_local_files_deny_every_call_but_never_keep_a_team_revision_out() {
+        let read = json!({"action": {"type": "read"}});
+        let broken = "package behavry.authz\nallow if {\n";
+        for (mode, text, why) in [
+            (
+                Local::Tighten,
+                broken,
+                "local policy files (local = \"tighten\")",
+            ),
+            (Local::Merge, broken, "local = \"merge\""),
+            (Local::Merge, LOCAL_ALLOW_ALL, "overlaps the roots"),
+        ] {
+            let set = bundles(mode, vec![bundle("org", "behavry", TEAM)]).compose(local(text), T);
+            assert_eq!(
+                set.error(),
+                None,
+                "{mode:?} {text:?}: the revision goes in force"
+            );
+            assert_eq!(
+                set.bundles.as_deref(),
+                Some(r#"{"org":{"revision":"r1","sha256":"sha-org"}}"#)
+            );
+            let verdict = set.decide(&read);
+            assert_eq!(verdict.decision, Decision::Deny, "{mode:?} {text:?}");
+            assert!(
+                verdict.reasons.iter().any(|r| r.contains(why)),
+                "{mode:?} {text:?}: {:?}",
+                verdict.reasons
+            );
+        }
     }
 
     #[test]

@@ -153,6 +153,7 @@ pub fn start(
                 seen,
                 refused: None,
                 error: None,
+                confirmed: None,
             }
         })
         .collect();
@@ -176,6 +177,9 @@ struct Poll {
     refused: Option<String>,
     /// The last error reported.
     error: Option<String>,
+    /// The digest of the archive this process last found the host serving (see
+    /// [`fetch_and_store`]).
+    confirmed: Option<String>,
 }
 
 fn run(
@@ -219,6 +223,9 @@ pub struct Outcome {
     pub stored: bool,
     /// The server answered with OPA's bundle content type: long polls may follow.
     pub bundle_server: bool,
+    /// The digest of the archive the host serves now, when this download established it (and it
+    /// is the one stored): the next poll may ask the host "not modified?" about it.
+    pub current: Option<String>,
 }
 
 /// Why a download stored nothing.
@@ -242,8 +249,12 @@ impl FetchError {
     }
 }
 
-/// The lease holder's download of bundle `name`: fetch (with the stored ETag), verify, store. The
-/// caller holds the lease and records the outcome (`bundle_unchanged` / `bundle_failed`).
+/// The lease holder's download of bundle `name`: fetch, verify, store. The caller holds the lease
+/// and records the outcome (`bundle_unchanged` / `bundle_failed`). `confirmed` is the digest of
+/// the archive this process last found the host serving ([`Outcome::current`]): only while the
+/// stored archive is that one is the stored ETag sent. The store is a file the user (and so an
+/// agent) can edit: an older or broken archive put there beside the current ETag would otherwise
+/// be kept by every 304 that follows.
 pub fn fetch_and_store(
     store: &mut Store,
     verifier: &Verifier,
@@ -251,17 +262,23 @@ pub fn fetch_and_store(
     config: &BundleConfig,
     source: &Source,
     long_poll: bool,
+    confirmed: Option<&str>,
 ) -> Result<Outcome, FetchError> {
     let row = store.bundle(name).ok().flatten();
-    let stored_sha = row.as_ref().and_then(|r| r.sha256.clone());
+    // The digest of the bytes stored, not the column beside them (which can be edited apart).
+    let stored_sha = row
+        .as_ref()
+        .and_then(|r| r.archive.as_deref())
+        .map(verify::digest);
     let etag = row
         .as_ref()
-        .filter(|r| r.archive.is_some())
+        .filter(|_| confirmed.is_some() && stored_sha.as_deref() == confirmed)
         .and_then(|r| r.etag.clone());
     match fetch::fetch(config, source, etag.as_deref(), long_poll).map_err(FetchError::Failed)? {
         Fetched::NotModified { bundle_server } => Ok(Outcome {
             stored: false,
             bundle_server,
+            current: stored_sha.filter(|_| etag.is_some()),
         }),
         Fetched::New {
             bytes,
@@ -273,6 +290,7 @@ pub fn fetch_and_store(
                 return Ok(Outcome {
                     stored: false,
                     bundle_server,
+                    current: Some(sha256),
                 });
             }
             let v = verifier
@@ -295,9 +313,16 @@ pub fn fetch_and_store(
             Ok(Outcome {
                 stored,
                 bundle_server,
+                current: stored.then_some(sha256),
             })
         }
     }
+}
+
+/// How long a poller's lease runs: one poll interval (and a long poll) with room to spare. The
+/// holder renews it at every poll, and releases it at exit.
+pub fn lease_secs(config: &BundleConfig) -> i64 {
+    (config.max_delay_secs + config.long_poll_secs.unwrap_or(0) + 90) as i64
 }
 
 pub fn unix_now() -> i64 {
@@ -317,11 +342,13 @@ impl Poll {
             }
         };
         if Instant::now() >= self.next {
-            // The lease outlives one poll interval (and a long poll) with room to spare; the
-            // holder renews it at every poll, and releases it at exit.
-            let ttl = self.config.max_delay_secs + self.config.long_poll_secs.unwrap_or(0) + 90;
             let holder = store
-                .take_bundle_lease(&self.name, &self.config.url, unix_now(), ttl as i64)
+                .take_bundle_lease(
+                    &self.name,
+                    &self.config.url,
+                    unix_now(),
+                    lease_secs(&self.config),
+                )
                 .unwrap_or(false);
             if holder {
                 self.poll(store, verifier, &source, send);
@@ -357,9 +384,11 @@ impl Poll {
             &self.config,
             source,
             self.bundle_server,
+            self.confirmed.as_deref(),
         ) {
             Ok(outcome) => {
                 self.bundle_server = outcome.bundle_server;
+                self.confirmed = outcome.current;
                 Ok(())
             }
             Err(FetchError::Refused {
@@ -388,6 +417,7 @@ impl Poll {
             }
             Err(error) => {
                 self.failures = self.failures.saturating_add(1);
+                self.confirmed = None;
                 self.bundle_server = false;
                 let _ = store.bundle_failed(&self.name, &self.config.url, &error);
                 self.report_error(Some(error), send);

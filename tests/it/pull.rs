@@ -294,3 +294,61 @@ fn tighten_lets_local_files_restrict_never_widen() {
     let reply = w.call(101, "add", json!({"a": 1, "b": 2}));
     assert!(is_error(&reply), "a local allow does not widen the bundle");
 }
+
+/// The store is the user's file, so an agent can put an older archive in it (here r1, once the
+/// host serves r2) and leave the host's current ETag beside it. A 304 must not keep that archive:
+/// the poller asks "not modified?" only about an archive it saw the host serve itself.
+#[test]
+fn an_archive_put_back_in_the_store_is_replaced_by_the_hosts() {
+    let nginx = Nginx::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let home = Home::new();
+    home.config(&config(&nginx.url(), ""));
+    let r1 = build(scratch.path(), "r1", ALLOW_ECHO);
+    nginx.publish(&build(scratch.path(), "r2", DENY_ALL), 2);
+    let denied_by_r2 = |w: &mut Wrapper, id: i64| {
+        echo(w, id) == (true, "behavry denied mock/echo: revision two".into())
+    };
+    let mut id = 0;
+    {
+        let mut w = home.wrap_mock();
+        w.initialize();
+        assert!(
+            eventually(|| {
+                id += 1;
+                denied_by_r2(&mut w, id)
+            }),
+            "r2 never arrived"
+        );
+    }
+    let old = std::fs::read(&r1).expect("r1");
+    let db = rusqlite::Connection::open(home.path().join("behavry.db")).expect("db");
+    let changed = db
+        .execute(
+            "UPDATE bundles SET archive = ?1, sha256 = ?2, revision = 'r1' WHERE name = 'org'",
+            rusqlite::params![old, hex_sha256(&old)],
+        )
+        .expect("put r1 back");
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let mut w = home.wrap_mock();
+    w.initialize();
+    assert!(
+        eventually(|| {
+            id += 1;
+            denied_by_r2(&mut w, id)
+        }),
+        "the archive put back in the store stayed in force: {:?}",
+        nginx.requests()
+    );
+    assert_eq!(last_revision(&home).as_deref(), Some("r2"));
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

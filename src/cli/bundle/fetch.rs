@@ -1,7 +1,7 @@
 //! `behavry bundle fetch [NAME]`: poll the team's host now instead of at the next scheduled poll.
 //! It takes the lease as a wrapper's poll does (over a running holder's schedule, so one process
-//! downloads at a time), downloads with the stored ETag, verifies, stores, releases the lease and
-//! says what changed. The wrappers pick the stored archive up within a second.
+//! downloads at a time), downloads in full (no stored ETag: the store could hold an archive put
+//! there by hand), verifies, stores, releases the lease and says what changed. The wrappers pick the stored archive up within a second.
 
 use std::io::Write;
 
@@ -9,7 +9,7 @@ use crate::audit::Store;
 use crate::config::{Config, Paths};
 use crate::pull::source::Source;
 use crate::pull::verify::Verifier;
-use crate::pull::{fetch_and_store, unix_now, FetchError};
+use crate::pull::{fetch_and_store, lease_secs, unix_now, FetchError};
 use crate::team::BundleConfig;
 
 /// Download the team bundles now (all, or NAME), verify and store them for the wrappers
@@ -26,7 +26,7 @@ pub(super) struct FetchArgs {
 }
 
 /// How long the lease is held for one download (a wrapper takes it back once released).
-const LEASE_SECS: i64 = 300;
+const LEASE_SECS: i64 = crate::audit::bundles::MANUAL_LEASE_SECS;
 
 pub(super) fn run(args: FetchArgs) -> anyhow::Result<i32> {
     let paths = Paths::resolve()?;
@@ -83,12 +83,14 @@ fn fetch_one(
     let before = store.bundle(name).map_err(|e| e.to_string())?;
     let before = before.filter(|r| r.url == cfg.url && r.archive.is_some());
     let from = store
-        .take_over_bundle_lease(name, &cfg.url, unix_now(), LEASE_SECS)
+        // As long as a poller's, at least: a lease runs no further ahead than its holder's
+        // would, or it is taken for one written into the store by hand.
+        .take_over_bundle_lease(name, &cfg.url, unix_now(), LEASE_SECS.max(lease_secs(cfg)))
         .map_err(|e| format!("cannot take the bundle lease: {e}"))?;
     if let Some(pid) = from {
         crate::note!("{name}: took the polling lease over from pid {pid} for this download");
     }
-    let result = fetch_and_store(store, verifier, name, cfg, &source, false);
+    let result = fetch_and_store(store, verifier, name, cfg, &source, false, None);
     let recorded = match &result {
         Ok(_) => store.bundle_unchanged(name),
         Err(e) => store.bundle_failed(name, &cfg.url, e.message()),
