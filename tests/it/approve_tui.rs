@@ -265,26 +265,34 @@ const CORPUS: &[(&str, &str)] = &[
 ];
 
 /// Presses Down until the screen shows `needle` (held calls are listed in the order they were
-/// decided, which concurrent calls do not fix).
+/// decided, which concurrent calls do not fix); past the last call, `g` goes back to the first.
 fn select_until(tmux: &Tmux, needle: &str) {
+    // The selected call, as the detail panel names it: the age columns tick every second, so
+    // the screen as a whole changes even when the selection does not.
+    let selected = |screen: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains("│call   "))
+            .map(str::to_owned)
+    };
     let start = Instant::now();
     let mut screen = tmux.screen();
     while !screen.contains(needle) {
         assert!(start.elapsed() < WAIT, "never showed {needle:?}:\n{screen}");
+        let before = selected(&screen);
         tmux.keys(&["Down"]);
         // Wait for the redraw before looking again (a loaded machine redraws late, and pressing
-        // on would run past the call); a screen that does not change is the end of the list.
+        // on would run past the call); a selection that does not move is the end of the list.
         let moved = Instant::now();
-        let before = screen.clone();
         loop {
             std::thread::sleep(Duration::from_millis(50));
             screen = tmux.screen();
-            if screen != before || moved.elapsed() > Duration::from_secs(2) {
+            if selected(&screen) != before || moved.elapsed() > Duration::from_secs(2) {
                 break;
             }
         }
-        if screen == before {
-            tmux.keys(&["Home"]);
+        if selected(&screen) == before {
+            tmux.keys(&["g"]);
             std::thread::sleep(Duration::from_millis(200));
             screen = tmux.screen();
         }
