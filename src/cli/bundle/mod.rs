@@ -13,12 +13,12 @@ mod verify;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     behavry bundle build policies/ -o bundle.tar.gz --revision 2026-05-01\n  \
-    behavry bundle build policies/ -o bundle.tar.gz --signing-key org.pem --keyid org-2026 --scope behavry\n  \
+    behavry bundle build policies/ -o bundle.tar.gz \\\n      \
+    --signing-key org.pem --keyid org-2026 --scope behavry\n  \
     behavry bundle verify bundle.tar.gz --bundle org\n  \
-    behavry bundle verify bundle.tar.gz --key org.pub.pem --algorithm ES256 --keyid org-2026 --scope behavry
-  \
-    behavry bundle status
-  \
+    behavry bundle verify bundle.tar.gz \\\n      \
+    --key org.pub.pem --algorithm ES256 --keyid org-2026 --scope behavry\n  \
+    behavry bundle status\n  \
     behavry bundle fetch org")]
 pub struct BundleArgs {
     #[command(subcommand)]
