@@ -128,6 +128,11 @@ fn normalize(raw: &[u8]) -> Result<String, &'static str> {
             _ if part.contains('\\') || part.contains('\0') => {
                 return Err("has a backslash or NUL in its name")
             }
+            // Names are printed (`bundle verify`, errors, the log): one that carries terminal
+            // controls or invisible formatting would act on the reader's terminal.
+            _ if part.chars().any(crate::display::is_unsafe) => {
+                return Err("has a control or invisible formatting character in its name")
+            }
             _ => parts.push(part),
         }
     }
@@ -260,6 +265,26 @@ mod tests {
         ] {
             let e = err(&tarball(&[(name, kind, b"")]), ROOMY);
             assert!(e.contains(want), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn refuses_names_that_would_drive_a_terminal() {
+        for name in [
+            "/a\u{1b}]0;pwn\u{7}.rego",
+            "/b\rc.rego",
+            "/gol\u{202e}txt.rego",
+        ] {
+            let packed = tarball(&[(name, T::Regular, b"package a\n")]);
+            let e = err(&packed, ROOMY);
+            assert!(
+                e.contains("control or invisible formatting character"),
+                "{e}"
+            );
+            assert!(
+                !e.chars().any(crate::display::is_unsafe),
+                "printed raw: {e:?}"
+            );
         }
     }
 

@@ -122,9 +122,11 @@ impl BundleError {
 
 impl std::fmt::Display for BundleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The file name and the message may quote the archive's bytes: shown inert.
+        let message = crate::display::escape(&self.message);
         match &self.file {
-            Some(file) => write!(f, "{file}: {}", self.message),
-            None => f.write_str(&self.message),
+            Some(file) => write!(f, "{}: {message}", crate::display::escape(file)),
+            None => f.write_str(&message),
         }
     }
 }
@@ -274,6 +276,13 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
     };
     for (key, value) in fields {
         match (key.as_str(), value) {
+            // The revision is printed and recorded with every decision: nothing in it may act on
+            // a terminal.
+            ("revision", Value::String(s)) if s.chars().any(crate::display::is_unsafe) => {
+                return Err(bad(
+                    "`revision` has a control or invisible formatting character".into(),
+                ))
+            }
             ("revision", Value::String(s)) => manifest.revision = s,
             ("revision", Value::Null) => {}
             ("revision", _) => return Err(bad("`revision` must be a string".into())),
@@ -281,6 +290,9 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
                 manifest.roots = roots
                     .into_iter()
                     .map(|r| match r {
+                        Value::String(s) if s.chars().any(crate::display::is_unsafe) => Err(bad(
+                            "a root has a control or invisible formatting character".into(),
+                        )),
                         Value::String(s) => Ok(s.trim_matches('/').to_string()),
                         _ => Err(bad("`roots` must be a list of strings".into())),
                     })
@@ -597,6 +609,14 @@ mod tests {
     fn manifest_rules() {
         for (manifest, want) in [
             (r#"{"revision": 3}"#, "`revision` must be a string"),
+            (
+                r#"{"revision": "r1\u001b[2J"}"#,
+                "`revision` has a control or invisible formatting character",
+            ),
+            (
+                r#"{"roots": ["a\r"]}"#,
+                "a root has a control or invisible formatting character",
+            ),
             (r#"{"roots": "a"}"#, "`roots` must be a list of strings"),
             (
                 r#"{"roots": ["a", "a/b"]}"#,

@@ -82,7 +82,9 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<i32> {
     let Some(engine) = set.engine() else {
         out.flush()?;
         for d in set.diagnostics() {
-            crate::note!("{}", d.render());
+            for line in d.render().lines() {
+                crate::note!("{}", crate::display::escape(line));
+            }
         }
         crate::note!("the bundle's policies do not compile; no test was run");
         return Ok(1);
@@ -97,8 +99,11 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<i32> {
                 failed += 1;
                 writeln!(
                     out,
-                    "FAIL {}:{}: {} ({value})",
-                    case.file, case.line, case.path
+                    "FAIL {}:{}: {} ({})",
+                    case.file,
+                    case.line,
+                    case.path,
+                    crate::display::escape(&value.to_string())
                 )?;
             }
             testing::Outcome::Error(d) => {
@@ -109,7 +114,7 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<i32> {
                     case.file, case.line, case.path
                 )?;
                 for line in d.render().lines() {
-                    writeln!(out, "    {line}")?;
+                    writeln!(out, "    {}", crate::display::escape(line))?;
                 }
             }
         }
