@@ -13,31 +13,13 @@
 // The report on stdout is what this example is for.
 #![allow(clippy::print_stdout)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn binary() -> Result<PathBuf, Box<dyn Error>> {
-    if let Some(bin) = std::env::var_os("BEHAVRY_BIN") {
-        return Ok(bin.into());
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|dir| dir.join("behavry"))
-        .ok_or("cannot locate the target directory")?;
-    if !bin.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release` first",
-            bin.display()
-        )
-        .into());
-    }
-    Ok(bin)
-}
 
 fn tmux(socket: &str, args: &[&str]) -> Result<String, Box<dyn Error>> {
     let out = Command::new("tmux")
@@ -69,7 +51,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         }
     }
-    let bin = binary()?;
+    let bin = support::behavry_binary()?;
     let home = tempfile::tempdir()?;
     std::fs::create_dir_all(home.path().join("policies"))?;
     std::fs::write(

@@ -17,10 +17,13 @@
 // The report on stdout is what this example is for.
 #![allow(clippy::print_stdout)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashSet;
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,26 +36,6 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 const POLICY: &str =
     "package behavry.authz\nimport rego.v1\nallow if input.action.name == \"echo\"\n\
                       escalate if input.action.name == \"delete_file\"\n";
-
-fn binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("BEHAVRY_BIN") {
-        return Ok(bin.into());
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("behavry"))
-        .ok_or("no target dir")?;
-    if !bin.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release --bins` first",
-            bin.display()
-        )
-        .into());
-    }
-    Ok(bin)
-}
 
 fn wrapper(bin: &Path, home: &Path, name: &str, mock_log: &Path) -> Result<Child> {
     Ok(Command::new(bin)
@@ -98,7 +81,7 @@ impl Rng {
 }
 
 fn kill9(runs: usize) -> Result<()> {
-    let bin = binary()?;
+    let bin = support::behavry_binary()?;
     let home = tempfile::tempdir()?;
     std::fs::create_dir_all(home.path().join("policies"))?;
     std::fs::write(home.path().join("policies/p.rego"), POLICY)?;
@@ -187,7 +170,7 @@ fn kill9(runs: usize) -> Result<()> {
 }
 
 fn concurrency(wrappers: usize, calls: u64) -> Result<()> {
-    let bin = binary()?;
+    let bin = support::behavry_binary()?;
     let home = tempfile::tempdir()?;
     std::fs::create_dir_all(home.path().join("policies"))?;
     std::fs::write(home.path().join("policies/p.rego"), POLICY)?;

@@ -30,6 +30,9 @@
 // The report on stdout is what this example is for.
 #![allow(clippy::print_stdout)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -157,7 +160,7 @@ fn run() -> Result<()> {
     let Some(opts) = parse_args()? else {
         return Ok(());
     };
-    let behavry = find_behavry()?;
+    let behavry = support::behavry_binary()?;
     let project = tempfile::tempdir()?;
     std::fs::create_dir_all(project.path().join("src"))?;
     let file = project.path().join("src/main.rs");
@@ -538,31 +541,6 @@ fn parse_args() -> Result<Option<Options>> {
         );
     }
     Ok(Some(opts))
-}
-
-/// `BEHAVRY_BIN`, or the `behavry` built alongside this example (`target/<profile>/examples/..`).
-fn find_behavry() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("BEHAVRY_BIN").filter(|b| !b.is_empty()) {
-        let bin = PathBuf::from(bin);
-        if !bin.is_file() {
-            return Err(format!("BEHAVRY_BIN={} is not a file", bin.display()).into());
-        }
-        return Ok(bin);
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join(format!("behavry{}", std::env::consts::EXE_SUFFIX)))
-        .ok_or("cannot tell where this example's executable lives; set BEHAVRY_BIN")?;
-    if !bin.is_file() {
-        return Err(format!(
-            "{} not found; run `cargo build --release` first (or set BEHAVRY_BIN to a behavry binary)",
-            bin.display()
-        )
-        .into());
-    }
-    Ok(bin)
 }
 
 /// One MCP client connection over a child's stdin/stdout.

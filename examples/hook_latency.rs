@@ -13,31 +13,14 @@
 // A measuring tool: its report is its output.
 #![allow(clippy::print_stdout)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::error::Error;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
-
-fn binary() -> Result<PathBuf, Box<dyn Error>> {
-    if let Some(bin) = std::env::var_os("BEHAVRY_BIN") {
-        return Ok(bin.into());
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|dir| dir.join("behavry"))
-        .ok_or("cannot locate the target directory")?;
-    if !bin.exists() {
-        return Err(format!(
-            "{} not found; run `cargo build --release --bins` first",
-            bin.display()
-        )
-        .into());
-    }
-    Ok(bin)
-}
 
 fn event(name: &str, tool: &str, input: &str, id: &str) -> String {
     format!(
@@ -90,7 +73,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         }
     }
-    let bin = binary()?;
+    let bin = support::behavry_binary()?;
     let home = tempfile::tempdir()?;
     let policies = home.path().join("policies");
     std::fs::create_dir(&policies)?;
