@@ -124,6 +124,32 @@ impl Home {
     }
 }
 
+/// `behavry bundle build` of `files` (name, text) at `revision`, rooted at `behavry`, with `extra`
+/// arguments (signing): the archive is written beside its sources in `dir`.
+pub fn build_bundle(dir: &Path, revision: &str, files: &[(&str, &str)], extra: &[&str]) -> PathBuf {
+    let src = dir.join(format!("src-{revision}"));
+    std::fs::create_dir_all(&src).expect("bundle source dir");
+    for (name, text) in files {
+        std::fs::write(src.join(name), text).expect("bundle source file");
+    }
+    let out = dir.join(format!("{revision}.tar.gz"));
+    let built = Command::new(BIN)
+        .args(["bundle", "build"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .args(["--revision", revision, "--root", "behavry"])
+        .args(extra)
+        .output()
+        .expect("behavry bundle build");
+    assert!(
+        built.status.success(),
+        "bundle build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out
+}
+
 /// A running `behavry wrap`, driven line by line.
 pub struct Wrapper {
     pub child: Child,

@@ -676,27 +676,14 @@ fn flush_masks_with_the_team_bundle() {
     let opa = Collector::start("opa", 0);
     let home = Home::with_policy("p.rego", "package behavry.authz\nallow := true\n");
     let src = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        src.path().join("policy.rego"),
-        "package behavry.authz\nimport rego.v1\nallow := true\n",
-    )
-    .expect("authz");
-    std::fs::write(
-        src.path().join("log.rego"),
-        "package behavry.log\nimport rego.v1\nmask contains \"/input/action/arguments/text\"\n",
-    )
-    .expect("mask");
-    let archive = src.path().join("bundle.tar.gz");
-    let built = run(home
-        .command(&["bundle", "build"])
-        .arg(src.path())
-        .arg("-o")
-        .arg(&archive)
-        .args(["--revision", "r1", "--root", "behavry"]));
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
+    let archive = build_bundle(
+        src.path(),
+        "r1",
+        &[
+            ("policy.rego", "package behavry.authz\nimport rego.v1\nallow := true\n"),
+            ("log.rego", "package behavry.log\nimport rego.v1\nmask contains \"/input/action/arguments/text\"\n"),
+        ],
+        &[],
     );
     let bundle = format!("[bundles.org]\nurl = \"file://{}\"\n", archive.display());
     home.config(&bundle);

@@ -188,23 +188,7 @@ fn claude_code_admits_exactly_the_wrapped_commands_of_managed_settings_json() {
 fn the_hook_decides_with_the_team_bundle_not_the_local_files_alone() {
     let home = Home::with_policy("p.rego", ALLOW_ALL);
     let src = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        src.path().join("policy.rego"),
-        "package behavry.authz\nimport rego.v1\ndeny := true\nreasons contains \"the team says no\"\n",
-    )
-    .expect("bundle policy");
-    let archive = src.path().join("bundle.tar.gz");
-    let built = run(home
-        .command(&["bundle", "build"])
-        .arg(src.path())
-        .arg("-o")
-        .arg(&archive)
-        .args(["--revision", "r1", "--root", "behavry"]));
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let archive = build_bundle(src.path(), "r1", &[("policy.rego", "package behavry.authz\nimport rego.v1\ndeny := true\nreasons contains \"the team says no\"\n")], &[]);
     home.config(&format!(
         "[bundles.org]\nurl = \"file://{}\"\n",
         archive.display()

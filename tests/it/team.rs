@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{eventually, is_error, text, Home, Wrapper};
+use crate::common::{build_bundle, eventually, is_error, text, Home, Wrapper};
 use crate::oci::Registry;
 use crate::pull::Nginx;
 
@@ -57,33 +57,22 @@ impl Keys {
 
     /// `behavry bundle build` of one policy at `revision`, signed with `key` as `org-2026`.
     pub(crate) fn build(&self, revision: &str, rego: &str, key: &Path) -> PathBuf {
-        let src = self.dir.path().join(format!("src-{revision}"));
-        std::fs::create_dir_all(&src).expect("bundle source dir");
-        std::fs::write(src.join("policy.rego"), rego).expect("policy");
-        let out = self.dir.path().join(format!("{revision}.tar.gz"));
-        let built = Command::new(env!("CARGO_BIN_EXE_behavry"))
-            .args(["bundle", "build"])
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .args(["--revision", revision, "--root", "behavry", "--signing-key"])
-            .arg(key)
-            .args([
+        let key = key.to_str().expect("utf-8 key path");
+        build_bundle(
+            self.dir.path(),
+            revision,
+            &[("policy.rego", rego)],
+            &[
+                "--signing-key",
+                key,
                 "--keyid",
                 "org-2026",
                 "--scope",
                 "behavry",
                 "--algorithm",
                 "ES256",
-            ])
-            .output()
-            .expect("behavry bundle build");
-        assert!(
-            built.status.success(),
-            "bundle build: {}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        out
+            ],
+        )
     }
 
     /// `[bundles.org]` from `url` polled every `delay` seconds, with its signing key.
